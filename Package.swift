@@ -1,0 +1,109 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "concertd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "concertd", targets: ["concertd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+    ],
+    targets: [
+        // Pure domain: models, rules, errors. No I/O, no third-party imports.
+        .target(name: "ConcertDomain"),
+
+        // Storage protocols shared by every engine.
+        .target(name: "ConcertStore", dependencies: ["ConcertDomain"]),
+        .target(
+            name: "ConcertSQLite",
+            dependencies: ["ConcertDomain", "ConcertStore", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .target(
+            name: "ConcertPostgres",
+            dependencies: [
+                "ConcertDomain", "ConcertStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Waiting room and cache protocols with their in-process implementations.
+        .target(
+            name: "SharedState",
+            dependencies: [
+                "ConcertDomain",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+
+        // A small RESP2 client on SwiftNIO (no Swift Redis package can be installed here).
+        .target(
+            name: "RESPClient",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Waiting room and cache in Redis, shared by every instance.
+        .target(
+            name: "ConcertRedis",
+            dependencies: ["ConcertDomain", "SharedState", "RESPClient"]
+        ),
+
+        // HTTP layer: routes, auth, errors, wiring.
+        .target(
+            name: "ConcertAPI",
+            dependencies: [
+                "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres", "SharedState",
+                "ConcertRedis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            resources: [.copy("Resources/openapi.yaml")]
+        ),
+        .executableTarget(
+            name: "concertd",
+            dependencies: [
+                "ConcertAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        .testTarget(name: "ConcertDomainTests", dependencies: ["ConcertDomain"]),
+        .testTarget(
+            name: "ConcertStoreTests",
+            dependencies: ["ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres"]
+        ),
+        .testTarget(
+            name: "SharedStateTests",
+            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient"]
+        ),
+        .testTarget(name: "RESPClientTests", dependencies: ["RESPClient"]),
+        .testTarget(
+            name: "ConcertAPITests",
+            dependencies: [
+                "ConcertAPI", "ConcertDomain", "ConcertStore",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,55 @@
+/// The numbers an operator can tune, with the contract's defaults.
+public struct BookingRules: Sendable, Equatable {
+    /// How long a seat hold lasts, in milliseconds.
+    public var holdMilliseconds: Int64
+    public var maxHoldsPerUser: Int
+    public var maxCharge: Int64
+    public static let maxBalance: Int64 = 1_000_000_000
+
+    public init(holdSeconds: Int64 = 300, maxHoldsPerUser: Int = 4, maxCharge: Int64 = 10_000_000) {
+        self.holdMilliseconds = holdSeconds * 1000
+        self.maxHoldsPerUser = maxHoldsPerUser
+        self.maxCharge = maxCharge
+    }
+}
+
+/// Seat-hold rules: when a reservation is live, and what may be held.
+public enum HoldPolicy {
+    public static func effectiveStatus(stored: ReservationStatus, heldUntil: Timestamp, now: Timestamp) -> ReservationStatus {
+        if stored == .held && heldUntil <= now { return .expired }
+        return stored
+    }
+
+    /// Whether a new hold may be placed on a schedule of `concert` at `now`.
+    public static func checkReservable(concert: Concert, schedule: Schedule, seatNumber: Int, now: Timestamp) throws(DomainError) {
+        guard schedule.contains(seat: seatNumber) else {
+            throw .seatOutOfRange(seat: seatNumber, totalSeats: schedule.totalSeats)
+        }
+        guard concert.isBookingOpen(at: now), schedule.startsAt > now else { throw .scheduleNotReservable }
+    }
+
+    /// The state a payment finds a reservation in decides its outcome, before money is looked at.
+    public static func checkPayable(_ reservation: Reservation, now: Timestamp) throws(DomainError) {
+        switch reservation.status(at: now) {
+        case .held: return
+        case .confirmed: throw .reservationAlreadyPaid
+        case .expired: throw .reservationExpired
+        case .cancelled: throw .reservationNotHeld
+        }
+    }
+}
+
+/// Wallet rules: what a charge may be, and whether a balance covers a price.
+public enum WalletPolicy {
+    public static func checkCharge(amount: Int64, balance: Int64, rules: BookingRules) throws(DomainError) {
+        guard amount > 0 else { throw .invalidAmount("amount must be greater than 0") }
+        guard amount <= rules.maxCharge else { throw .invalidAmount("amount must be at most \(rules.maxCharge)") }
+        guard balance <= BookingRules.maxBalance - amount else {
+            throw .invalidAmount("the balance would pass \(BookingRules.maxBalance)")
+        }
+    }
+
+    public static func checkPayment(price: Int64, balance: Int64) throws(DomainError) {
+        guard balance >= price else { throw .insufficientPoints(balance: balance, price: price) }
+    }
+}

@@ -1,0 +1,140 @@
+import ConcertDomain
+
+/// Concerts, schedules and the seat map.
+public protocol CatalogStore: Sendable {
+    func createConcert(_ new: NewConcert) async throws -> Concert
+    /// Throws `DomainError.concertNotFound`.
+    func createSchedule(_ new: NewSchedule) async throws -> Schedule
+    func concert(id: Int64) async throws -> Concert?
+    /// Concerts whose booking window is open at `now` and that have a schedule after `now`, by id.
+    func reservableConcerts(now: Timestamp, after: Int64?, limit: Int) async throws -> ReservableConcertPage
+    /// Whether the concert has a schedule starting after `now`.
+    func hasFutureSchedule(concertId: Int64, now: Timestamp) async throws -> Bool
+    /// Schedules starting after `now`, by start time, with the seats that can be held now.
+    func futureSchedules(concertId: Int64, now: Timestamp) async throws -> [ScheduleAvailability]
+    func schedule(id: Int64) async throws -> Schedule?
+    /// Every seat of the schedule with its status at `now`; nil when there is no such schedule.
+    func seatMap(scheduleId: Int64, now: Timestamp) async throws -> [Seat]?
+}
+
+/// A page of reservable concerts, and until when it stays true if no one writes anything.
+public struct ReservableConcertPage: Sendable, Equatable {
+    public var concerts: [Concert]
+    /// The first instant after `now` at which some concert may enter or leave the list
+    /// (a window opens or closes, a last schedule starts). Nil when nothing is scheduled to change.
+    public var changesAt: Timestamp?
+    public init(concerts: [Concert], changesAt: Timestamp?) {
+        self.concerts = concerts
+        self.changesAt = changesAt
+    }
+}
+
+public struct HoldRequest: Sendable, Equatable {
+    public var userId: Int64
+    public var scheduleId: Int64
+    public var seatNumber: Int
+    public var now: Timestamp
+    public var rules: BookingRules
+    public init(userId: Int64, scheduleId: Int64, seatNumber: Int, now: Timestamp, rules: BookingRules) {
+        self.userId = userId
+        self.scheduleId = scheduleId
+        self.seatNumber = seatNumber
+        self.now = now
+        self.rules = rules
+    }
+}
+
+/// Seat holds and their reservations.
+public protocol ReservationStore: Sendable {
+    /// Places a hold, atomically: the seat must be free at `now`, the user under the hold limit.
+    /// Throws `scheduleNotFound`, `seatOutOfRange`, `scheduleNotReservable`, `seatUnavailable`,
+    /// `holdLimitReached`.
+    func hold(_ request: HoldRequest) async throws -> Reservation
+    /// The user's reservations, newest first.
+    func reservations(userId: Int64) async throws -> [Reservation]
+    func reservation(id: Int64, userId: Int64) async throws -> Reservation?
+    /// Cancels a live hold of the user. Throws `reservationNotFound`, `reservationNotHeld`.
+    func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws
+}
+
+/// Points: balance, charges and the append-only history.
+public protocol WalletStore: Sendable {
+    func balance(userId: Int64) async throws -> Int64
+    /// Adds `amount` and writes a CHARGE entry in one transaction; returns the new balance.
+    /// Throws `invalidAmount`.
+    func charge(userId: Int64, amount: Int64, now: Timestamp, rules: BookingRules,
+                idempotency: IdempotentCompletion<Int64>?) async throws -> Int64
+    /// Newest first.
+    func history(userId: Int64) async throws -> [PointEntry]
+}
+
+public protocol PaymentStore: Sendable {
+    /// In one transaction: deducts the price, confirms the reservation, writes the PAYMENT entry
+    /// and the payment. Throws `reservationNotFound`, `reservationAlreadyPaid`,
+    /// `reservationExpired`, `reservationNotHeld`, `insufficientPoints`.
+    func pay(userId: Int64, reservationId: Int64, now: Timestamp,
+             idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt
+    func payment(id: Int64, userId: Int64) async throws -> Payment?
+}
+
+/// A response kept for an Idempotency-Key.
+public struct StoredResponse: Sendable, Equatable {
+    public var status: Int
+    public var body: [UInt8]
+    public init(status: Int, body: [UInt8]) {
+        self.status = status
+        self.body = body
+    }
+}
+
+public enum IdempotencyClaim: Sendable, Equatable {
+    /// The key is new (or its earlier attempt was abandoned): go ahead.
+    case proceed
+    /// The same request already finished: answer this.
+    case replay(StoredResponse)
+    /// The same key is being used for a request that has not finished.
+    case inUse
+    /// The key was used with a different request.
+    case reused
+}
+
+/// How a successful idempotent write records its answer in the same transaction as the write,
+/// so that a crash between the two can never let a retry act twice.
+public struct IdempotentCompletion<Result: Sendable>: Sendable {
+    public var userId: Int64
+    public var key: String
+    public var render: @Sendable (Result) throws -> StoredResponse
+    public init(userId: Int64, key: String, render: @escaping @Sendable (Result) throws -> StoredResponse) {
+        self.userId = userId
+        self.key = key
+        self.render = render
+    }
+}
+
+public protocol IdempotencyStore: Sendable {
+    /// Claims `key` for a request whose canonical form is `fingerprint`. Only successful answers are
+    /// kept (written by the write itself through `IdempotentCompletion`); a request that fails
+    /// changes nothing and releases its claim, so a corrected retry may act. A claim left
+    /// unfinished for longer than `leaseMilliseconds` counts as abandoned; a finished one is kept
+    /// for `retentionMilliseconds`.
+    func claim(userId: Int64, key: String, fingerprint: String, now: Timestamp,
+               leaseMilliseconds: Int64, retentionMilliseconds: Int64) async throws -> IdempotencyClaim
+    /// Forgets a claim whose request could not complete (so a retry may act).
+    func release(userId: Int64, key: String) async throws
+}
+
+/// Everything the service keeps in its database.
+public protocol ConcertStore: CatalogStore, ReservationStore, WalletStore, PaymentStore, IdempotencyStore {
+    /// Brings the schema up to date.
+    func migrate() async throws
+    /// Answers when the database does (readiness).
+    func ping() async throws
+    /// Whether the database holds no concert yet (dev mode fills demo data then).
+    func isEmpty() async throws -> Bool
+}
+
+/// The database could not be reached or did not answer in time.
+public struct StoreUnavailable: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

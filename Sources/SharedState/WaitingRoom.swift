@@ -1,0 +1,45 @@
+import ConcertDomain
+
+/// The per-concert waiting rooms. One implementation keeps them in this process; another keeps
+/// them in Redis so that every instance serves the same lines.
+///
+/// Tokens have the form `<concertId>.<32 hex digits>`: the concert tells an implementation
+/// which line to look in, and the 128 random bits make a token impossible to guess.
+public protocol WaitingRoom: Sendable {
+    /// Joins the concert's line, or returns the user's live token there with `created == false`.
+    func join(userId: Int64, concertId: Int64, now: Timestamp) async throws -> (ticket: QueueTicket, created: Bool)
+    /// The token's place, counting as a poll (a WAITING token keeps its place). Nil when unknown or ended.
+    func poll(token: String, now: Timestamp) async throws -> QueueTicket?
+    /// Ends a live token (its holder left or paid); the freed slot goes to the head of the line.
+    @discardableResult
+    func end(token: String, now: Timestamp) async throws -> Bool
+    /// Expires, drops idle waiters and admits, for every line. Run about every 250 ms.
+    func sweep(now: Timestamp) async throws
+    /// How many wait and how many are ACTIVE in one concert's line.
+    func counts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int)
+    /// Answers when the backing store does (readiness).
+    func ping() async throws
+}
+
+public enum QueueToken {
+    public static func make(concertId: Int64) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() as UInt64, low = generator.next() as UInt64
+        return "\(concertId)." + hex(high) + hex(low)
+    }
+
+    /// The concert a well-formed token belongs to; nil for anything else.
+    public static func concertId(of token: String) -> Int64? {
+        let utf8 = token.utf8
+        guard utf8.count <= 52, let dot = utf8.firstIndex(of: UInt8(ascii: ".")) else { return nil }
+        let random = utf8[utf8.index(after: dot)...]
+        guard random.count == 32, random.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else { return nil }
+        guard let id = Int64(Substring(token[..<dot])), id > 0 else { return nil }
+        return id
+    }
+
+    private static func hex(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}

@@ -64,7 +64,7 @@ public final class SQLiteConcertStore: ConcertStore {
 
     public func concert(id: Int64) async throws -> Concert? {
         try await writer.read { db in
-            try Row.fetchOne(db, sql: "SELECT \(Columns.concert) FROM concerts WHERE id = ?", arguments: [id]).map(Self.concert)
+            try Row.fetchOne(db, sql: "SELECT \(Columns.concert) FROM concerts c WHERE c.id = ?", arguments: [id]).map(Self.concert)
         }
     }
 

@@ -1,3 +1,126 @@
 import ArgumentParser
 import ConcertAPI
-print("x")
+import Foundation
+import Logging
+
+/// `concertd`: the concert reservation service. All the work is in ConcertAPI.
+@main
+struct Concertd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "concertd",
+        abstract: "A concert ticketing backend: waiting room, seat holds, points and payments.",
+        subcommands: [Serve.self, Migrate.self, Token.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Settings shared by `serve` and `migrate`: flags win over the environment.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Database URL (env CONCERT_DATABASE_URL): sqlite:PATH, sqlite::memory: or postgres://user[:pw]@host:port/db")
+    var databaseURL: String?
+    @Option(help: "Redis URL (env CONCERT_REDIS_URL): redis://host:port")
+    var redisURL: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env LOG_LEVEL)")
+    var logLevel: String?
+
+    func config() throws -> AppConfig {
+        var config = try AppConfig.fromEnvironment(ProcessInfo.processInfo.environment)
+        if let databaseURL { config.databaseURL = databaseURL }
+        if let redisURL { config.redisURL = redisURL }
+        return config
+    }
+
+    func logger() -> Logger {
+        var logger = Logger(label: "concertd")
+        let level = logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"]
+        logger.logLevel = level.flatMap(Logger.Level.init(rawValue:)) ?? .info
+        return logger
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the HTTP server.")
+    @OptionGroup var common: CommonOptions
+    @Option(help: "Address to listen on (env CONCERT_HOST)") var host: String?
+    @Option(help: "Port to listen on (env CONCERT_PORT)") var port: Int?
+    @Flag(help: "Development mode: a built-in JWT secret when none is set, demo data in an empty database")
+    var dev = false
+    @Flag(help: "Fill demo concerts when the database is empty") var demo = false
+
+    func run() async throws {
+        var settings = try exitOnConfigError { try common.config() }
+        if let host { settings.host = host }
+        if let port { settings.port = port }
+        settings.dev = dev
+        settings.demo = demo
+        let config = settings
+        if config.jwtSecret == nil && !dev {
+            FileHandle.standardError.write(Data("concertd: CONCERT_JWT_SECRET is not set; set it, or run `concertd serve --dev`\n".utf8))
+            throw ExitCode(2)
+        }
+        let secret = config.effectiveJWTSecret!
+        let devSecret = config.jwtSecret == nil
+        try await exitOnConfigError {
+            try await ConcertService.serve(config: config, logger: common.logger()) { port in
+                var lines = ["concertd listening on http://\(config.host):\(port) (database \(config.databaseURL)\(config.redisURL.map { ", redis \($0)" } ?? ""))"]
+                if let sample = try? await ConcertService.token(secret: secret, userId: 1, admin: false, ttlSeconds: 3600) {
+                    lines.append("try:  curl -H 'Authorization: Bearer \(sample)' http://\(config.host):\(port)/v1/points")
+                    lines.append(devSecret ? "more tokens: swift run concertd token --user 2 [--admin]" :
+                        "more tokens: CONCERT_JWT_SECRET=... concertd token --user 2 [--admin]")
+                }
+                FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+            }
+        }
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Bring the database schema up to date.")
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let config = try exitOnConfigError { try common.config() }
+        try await exitOnConfigError { try await ConcertService.migrate(config: config, logger: common.logger()) }
+        print("concertd: schema of \(config.databaseURL) is up to date")
+    }
+}
+
+struct Token: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print a signed JWT for local use (secret from CONCERT_JWT_SECRET, else the --dev secret).")
+    @Option(help: "User id (a positive integer)") var user: Int64
+    @Flag(help: "Give the token the admin role") var admin = false
+    @Option(help: "Lifetime in seconds") var ttl: Int64 = 3600
+
+    func validate() throws {
+        guard user > 0 else { throw ValidationError("--user must be a positive integer") }
+        guard ttl > 0 else { throw ValidationError("--ttl must be a positive number of seconds") }
+    }
+
+    func run() async throws {
+        let secret = ProcessInfo.processInfo.environment["CONCERT_JWT_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        if secret == nil {
+            FileHandle.standardError.write(Data("concertd: CONCERT_JWT_SECRET is not set; signing with the --dev secret\n".utf8))
+        }
+        print(try await ConcertService.token(secret: secret ?? AppConfig.devJWTSecret, userId: user, admin: admin, ttlSeconds: ttl))
+    }
+}
+
+/// Configuration and start-up problems end the process with one clear line, not a stack trace.
+func exitOnConfigError<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as ConfigError {
+        FileHandle.standardError.write(Data("concertd: \(error.description)\n".utf8))
+        throw ExitCode(2)
+    }
+}
+
+func exitOnConfigError<T>(_ body: () throws -> T) throws -> T {
+    do {
+        return try body()
+    } catch let error as ConfigError {
+        FileHandle.standardError.write(Data("concertd: \(error.description)\n".utf8))
+        throw ExitCode(2)
+    }
+}

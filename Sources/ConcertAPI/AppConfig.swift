@@ -1,0 +1,68 @@
+import ConcertDomain
+
+/// Every setting of the service, read once at start-up (see `AppConfig.fromEnvironment`) and
+/// passed down as a value. Nothing else reads the environment.
+public struct AppConfig: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var databaseURL = "sqlite:concert.sqlite"
+    public var redisURL: String?
+    public var jwtSecret: String?
+    public var dev = false
+    /// Fill demo concerts when the database is empty (dev mode) or when asked (`--demo`).
+    public var demo = false
+    public var rules = BookingRules()
+    public var queue = QueuePolicy()
+    public var rateLimitPerUser = 0
+    public var rateLimitPerIP = 0
+    /// Longest a cached reservable-concerts page is served without looking at the database.
+    public var cacheTTLMilliseconds: Int64 = 5_000
+    /// How often each instance sweeps the waiting rooms (expiry, idle loss, admission).
+    public var queueSweepMilliseconds: Int64 = 250
+    /// Longest lifetime accepted for a JWT (`exp - now`); 0 means no limit.
+    public var maxTokenLifetimeSeconds: Int64 = 0
+
+    /// The secret `--dev` uses when none is set, so `concertd token` works out of the box.
+    public static let devJWTSecret = "concertd-dev-secret-not-for-production"
+
+    public init() {}
+
+    public var effectiveJWTSecret: String? { jwtSecret ?? (dev ? Self.devJWTSecret : nil) }
+}
+
+/// A setting that could not be used, with a message meant for the operator.
+public struct ConfigError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension AppConfig {
+    /// The contract's environment variables over the defaults.
+    public static func fromEnvironment(_ environment: [String: String]) throws -> AppConfig {
+        var config = AppConfig()
+        func int(_ name: String, _ range: ClosedRange<Int64>) throws -> Int64? {
+            guard let text = environment[name], !text.isEmpty else { return nil }
+            guard let value = Int64(text), range.contains(value) else {
+                throw ConfigError("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+            }
+            return value
+        }
+        if let host = environment["CONCERT_HOST"], !host.isEmpty { config.host = host }
+        if let port = try int("CONCERT_PORT", 0...65535) { config.port = Int(port) }
+        if let url = environment["CONCERT_DATABASE_URL"], !url.isEmpty { config.databaseURL = url }
+        if let url = environment["CONCERT_REDIS_URL"], !url.isEmpty { config.redisURL = url }
+        if let secret = environment["CONCERT_JWT_SECRET"], !secret.isEmpty { config.jwtSecret = secret }
+        if let value = try int("CONCERT_HOLD_SECONDS", 1...86_400) { config.rules.holdMilliseconds = value * 1000 }
+        if let value = try int("CONCERT_QUEUE_MAX_ACTIVE", 1...1_000_000) { config.queue.maxActive = Int(value) }
+        if let value = try int("CONCERT_QUEUE_ACTIVE_SECONDS", 1...86_400) { config.queue.activeMilliseconds = value * 1000 }
+        if let value = try int("CONCERT_QUEUE_IDLE_SECONDS", 1...86_400) { config.queue.idleMilliseconds = value * 1000 }
+        if let value = try int("CONCERT_MAX_HOLDS_PER_USER", 1...1000) { config.rules.maxHoldsPerUser = Int(value) }
+        if let value = try int("CONCERT_MAX_CHARGE", 1...BookingRules.maxBalance) { config.rules.maxCharge = value }
+        if let value = try int("CONCERT_RATE_LIMIT_PER_USER", 0...1_000_000) { config.rateLimitPerUser = Int(value) }
+        if let value = try int("CONCERT_RATE_LIMIT_PER_IP", 0...1_000_000) { config.rateLimitPerIP = Int(value) }
+        if let value = try int("CONCERT_CACHE_TTL_MS", 0...3_600_000) { config.cacheTTLMilliseconds = value }
+        if let value = try int("CONCERT_QUEUE_SWEEP_MS", 10...10_000) { config.queueSweepMilliseconds = value }
+        if let value = try int("CONCERT_JWT_MAX_LIFETIME_SECONDS", 0...Int64(Int32.max)) { config.maxTokenLifetimeSeconds = value }
+        return config
+    }
+}

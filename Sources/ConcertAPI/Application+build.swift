@@ -1,0 +1,156 @@
+import ConcertDomain
+import ConcertSQLite
+import ConcertStore
+import Hummingbird
+import Logging
+import Metrics
+import Prometheus
+import ServiceLifecycle
+import SharedState
+
+/// The one wiring point: builds the storage, waiting room and cache that `config` names, the
+/// router, and the background services, and returns the application. Tests call it too.
+public func buildApplication(
+    config: AppConfig,
+    clock: WallClock = .system,
+    logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) async throws -> some ApplicationProtocol {
+    guard let secret = config.effectiveJWTSecret else {
+        throw ConfigError("CONCERT_JWT_SECRET is not set: set it, or run with --dev for a development secret")
+    }
+    let backend = try await Backend.make(config: config, logger: logger)
+    let deps = Dependencies(
+        store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
+        authenticator: await Authenticator(secret: secret, clock: clock, maxLifetimeSeconds: config.maxTokenLifetimeSeconds),
+        clock: clock, config: config)
+    let router = buildRouter(deps, registry: MetricsBootstrap.registry)
+    var app = Application(
+        router: router,
+        server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+        configuration: .init(address: .hostname(config.host, port: config.port), serverName: "concertd"),
+        services: backend.services + [QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,
+                                                   intervalMilliseconds: config.queueSweepMilliseconds, logger: logger)],
+        onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? config.port) },
+        logger: logger
+    )
+    let demo = config.demo
+    let dev = config.dev
+    app.beforeServerStarts {
+        try await backend.store.migrate()
+        if demo || dev, try await backend.store.isEmpty() {
+            try await DemoData.seed(into: backend.store, now: clock.now())
+            logger.info("filled the empty database with demo concerts")
+        }
+    }
+    return app
+}
+
+/// Builds the router: middleware order is request id → problem mapping → metrics → per-address
+/// rate limit, then authentication (and per-user rate limit) on everything under /v1 but the
+/// public concert reads.
+func buildRouter(_ deps: Dependencies, registry: PrometheusCollectorRegistry) -> Router<AppRequestContext> {
+    let operations = OperationsController(deps: deps, registry: registry)
+    let concerts = ConcertsController(deps: deps)
+    let queue = QueueController(deps: deps)
+    let schedules = SchedulesController(deps: deps)
+    let reservations = ReservationsController(deps: deps)
+    let points = PointsController(deps: deps)
+    let payments = PaymentsController(deps: deps)
+    let admin = AdminController(deps: deps)
+
+    typealias Handler = @Sendable (Request, AppRequestContext) async throws -> Response
+    let publicRoutes: [(String, HTTPRequest.Method, Handler)] = [
+        ("/healthz", .get, operations.health),
+        ("/readyz", .get, operations.ready),
+        ("/metrics", .get, operations.metrics),
+        ("/openapi.yaml", .get, operations.openAPI),
+        ("/v1/concerts", .get, concerts.list),
+        ("/v1/concerts/{concertId}", .get, concerts.show),
+    ]
+    let userRoutes: [(String, HTTPRequest.Method, Handler)] = [
+        ("/v1/concerts/{concertId}/queue/tokens", .post, queue.join),
+        ("/v1/queue/tokens/current", .get, queue.current),
+        ("/v1/queue/tokens/current", .delete, queue.leave),
+        ("/v1/concerts/{concertId}/schedules", .get, schedules.list),
+        ("/v1/schedules/{scheduleId}/seats", .get, schedules.seats),
+        ("/v1/reservations", .post, reservations.hold),
+        ("/v1/reservations", .get, reservations.list),
+        ("/v1/reservations/{reservationId}", .get, reservations.show),
+        ("/v1/reservations/{reservationId}", .delete, reservations.cancel),
+        ("/v1/points", .get, points.balance),
+        ("/v1/points/charges", .post, points.charge),
+        ("/v1/points/history", .get, points.history),
+        ("/v1/payments", .post, payments.pay),
+        ("/v1/payments/{paymentId}", .get, payments.show),
+    ]
+    let adminRoutes: [(String, HTTPRequest.Method, Handler)] = [
+        ("/v1/admin/concerts", .post, admin.createConcert),
+        ("/v1/admin/concerts/{concertId}/schedules", .post, admin.createSchedule),
+    ]
+
+    var table = RouteTable()
+    for (path, method, _) in publicRoutes + userRoutes + adminRoutes { table.add(path, method) }
+
+    let router = Router(context: AppRequestContext.self)
+    router.add(middleware: RequestIdMiddleware())
+    router.add(middleware: ProblemMiddleware(routes: table))
+    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RateLimitMiddleware(scope: .address, limit: deps.config.rateLimitPerIP,
+                                               limiter: deps.rateLimiter, clock: deps.clock))
+    for (path, method, handler) in publicRoutes {
+        router.on(RouterPath(path), method: method) { request, context in try await handler(request, context) }
+    }
+    let authenticated = router.group()
+        .add(middleware: AuthMiddleware(authenticator: deps.authenticator))
+        .add(middleware: RateLimitMiddleware(scope: .user, limit: deps.config.rateLimitPerUser,
+                                             limiter: deps.rateLimiter, clock: deps.clock))
+    for (path, method, handler) in userRoutes {
+        authenticated.on(RouterPath(path), method: method) { request, context in try await handler(request, context) }
+    }
+    let administrators = authenticated.group().add(middleware: AdminOnlyMiddleware())
+    for (path, method, handler) in adminRoutes {
+        administrators.on(RouterPath(path), method: method) { request, context in try await handler(request, context) }
+    }
+    return router
+}
+
+/// Prometheus is bootstrapped once per process (swift-metrics allows only one bootstrap).
+enum MetricsBootstrap {
+    static let registry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.nameAndLabelSanitizer = { name, labels in
+            (sanitize(name), labels.map { (sanitize($0.0), $0.1) })
+        }
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }()
+
+    /// Prometheus names allow [a-zA-Z0-9_:] only.
+    private static func sanitize(_ name: String) -> String {
+        String(name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == ":" ? $0 : "_" })
+    }
+}
+
+/// Sweeps the waiting rooms on a timer, so a freed or expired slot reaches the head of the line
+/// within a fraction of a second even when nobody polls.
+struct QueueSweeper: Service {
+    let waitingRoom: any WaitingRoom
+    let clock: WallClock
+    let intervalMilliseconds: Int64
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await waitingRoom.sweep(now: clock.now())
+                } catch {
+                    logger.debug("queue sweep failed", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .milliseconds(intervalMilliseconds))
+            }
+        }
+    }
+}

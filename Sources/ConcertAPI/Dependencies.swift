@@ -1,0 +1,16 @@
+import ConcertDomain
+import ConcertStore
+import SharedState
+
+/// Everything a route needs, built once by `buildApplication` and shared by all requests.
+struct Dependencies: Sendable {
+    var store: any ConcertStore
+    var waitingRoom: any WaitingRoom
+    var cache: any ResponseCache
+    var rateLimiter: any RateLimiter
+    var authenticator: Authenticator
+    var clock: WallClock
+    var config: AppConfig
+
+    var rules: BookingRules { config.rules }
+}

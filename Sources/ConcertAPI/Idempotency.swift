@@ -1,0 +1,57 @@
+import ConcertDomain
+import ConcertStore
+import Hummingbird
+
+/// The contract's `Idempotency-Key` for charges and payments: per user, for 24 hours, the same
+/// key and request replays the first successful answer; a different request is 422; a repeat
+/// while the first runs is 409. Only successes are kept, and they are written in the same
+/// transaction as the write itself (see `IdempotentCompletion`), so a crash can never leave a
+/// charge made but unrecorded. A failure changes nothing and frees the key for a corrected retry.
+struct Idempotency: Sendable {
+    let store: any ConcertStore
+    let clock: WallClock
+    static let leaseMilliseconds: Int64 = 60_000
+    static let retentionMilliseconds: Int64 = 24 * 3600 * 1000
+
+    /// Hands the operation a way to make its `IdempotentCompletion` (nil without a key).
+    struct Scope: Sendable {
+        let userId: Int64
+        let key: String?
+
+        func callAsFunction<Result>(_ render: @escaping @Sendable (Result) throws -> StoredResponse) -> IdempotentCompletion<Result>? {
+            key.map { IdempotentCompletion(userId: userId, key: $0, render: render) }
+        }
+    }
+
+    static func validKey(_ key: String) -> Bool {
+        (1...255).contains(key.utf8.count) && key.utf8.allSatisfy { $0 >= 0x20 && $0 <= 0x7E }
+    }
+
+    func run(request: Request, userId: Int64, fingerprint: String,
+             _ operation: (Scope) async throws -> Response) async throws -> Response {
+        guard let key = request.headers[.idempotencyKey] else {
+            return try await operation(Scope(userId: userId, key: nil))
+        }
+        guard Self.validKey(key) else {
+            throw APIError.validationFailed("Idempotency-Key must be 1 to 255 printable ASCII characters")
+        }
+        switch try await store.claim(userId: userId, key: key, fingerprint: fingerprint, now: clock.now(),
+                                     leaseMilliseconds: Self.leaseMilliseconds, retentionMilliseconds: Self.retentionMilliseconds) {
+        case .replay(let stored):
+            var response = JSONBody.response(bytes: stored.body, status: .init(code: stored.status))
+            response.headers[.idempotentReplayed] = "true"
+            return response
+        case .inUse:
+            throw DomainError.idempotencyKeyInUse
+        case .reused:
+            throw DomainError.idempotencyKeyReused
+        case .proceed:
+            do {
+                return try await operation(Scope(userId: userId, key: key))
+            } catch {
+                try? await store.release(userId: userId, key: key)
+                throw error
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import ConcertDomain
+import HTTPTypes
+import Hummingbird
+import Logging
+import SharedState
+
+/// Gives every request an id (the client's `Request-Id` when it sent a sane one) and puts it on
+/// every response, errors included.
+struct RequestIdMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        let sent = request.headers[.requestId]
+        if let sent, !sent.isEmpty, sent.utf8.count <= 200, sent.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
+            context.requestId = sent
+        } else {
+            context.requestId = RequestIdMiddleware.make()
+        }
+        context.logger[metadataKey: "request_id"] = .string(context.requestId)
+        var response = try await next(request, context)
+        response.headers[.requestId] = context.requestId
+        return response
+    }
+
+    static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let value = generator.next() as UInt64
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+}
+
+/// Turns every error into a problem+json response. Client mistakes are logged at debug level,
+/// unavailability at warning, anything unexpected at error (with the error, never in the body).
+struct ProblemMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let routes: RouteTable
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            var problem = Problem(error)
+            if let http = error as? HTTPError, http.status == .notFound {
+                let allowed = routes.allowedMethods(path: request.uri.path)
+                if !allowed.isEmpty { problem = Problem(api: .methodNotAllowed(allowed: allowed)) }
+            }
+            switch problem.status {
+            case 500...:
+                if problem.status == 503 {
+                    context.logger.warning("unavailable", metadata: ["error": "\(error)"])
+                } else {
+                    context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))"])
+                }
+            default:
+                context.logger.debug("client error", metadata: ["code": "\(problem.code)"])
+            }
+            return problem.response(requestId: context.requestId)
+        }
+    }
+}
+
+/// Verifies the bearer JWT and records who is calling. Routes added behind it need one.
+struct AuthMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    let authenticator: Authenticator
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        context.identity = try await authenticator.identity(authorization: request.headers[.authorization])
+        return try await next(request, context)
+    }
+}
+
+/// Lets through only admin callers.
+struct AdminOnlyMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard try context.caller().isAdmin else { throw APIError.forbidden }
+        return try await next(request, context)
+    }
+}
+
+/// The contract's optional per-address and per-user request rates (429 with Retry-After).
+/// Per-user limits are checked after authentication, on the verified user id.
+struct RateLimitMiddleware: RouterMiddleware {
+    typealias Context = AppRequestContext
+    enum Scope { case address, user }
+    let scope: Scope
+    let limit: Int
+    let limiter: any RateLimiter
+    let clock: WallClock
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard limit > 0 else { return try await next(request, context) }
+        let key: String
+        switch scope {
+        case .address: key = "ip:" + (context.remoteAddress ?? "unknown")
+        case .user:
+            guard let identity = context.identity else { return try await next(request, context) }
+            key = "user:\(identity.userId)"
+        }
+        if let retryAfter = try await limiter.acquire(key: key, limit: limit, now: clock.now()) {
+            throw APIError.rateLimited(retryAfterSeconds: retryAfter)
+        }
+        return try await next(request, context)
+    }
+}
+
+/// The route patterns the service answers, by method, so that a known path asked with the
+/// wrong method gets 405 (the router itself only knows "no match").
+struct RouteTable: Sendable {
+    private var entries: [(segments: [String], method: String)] = []
+
+    mutating func add(_ path: String, _ method: HTTPRequest.Method) {
+        entries.append((path.split(separator: "/").map(String.init), method.rawValue))
+    }
+
+    func allowedMethods(path: String) -> [String] {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
+        var allowed: [String] = []
+        for entry in entries where entry.segments.count == parts.count {
+            let matches = zip(entry.segments, parts).allSatisfy { pattern, part in
+                pattern.hasPrefix("{") || pattern.hasPrefix(":") || pattern == part
+            }
+            if matches, !allowed.contains(entry.method) { allowed.append(entry.method) }
+        }
+        return allowed
+    }
+}
+
+extension HTTPField.Name {
+    static let requestId = Self("Request-Id")!
+    static let queueToken = Self("Queue-Token")!
+    static let idempotencyKey = Self("Idempotency-Key")!
+    static let idempotentReplayed = Self("Idempotent-Replayed")!
+}

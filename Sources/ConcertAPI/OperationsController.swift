@@ -1,0 +1,75 @@
+import ConcertDomain
+import Foundation
+import Hummingbird
+import Prometheus
+
+/// Health, readiness, metrics and the OpenAPI document.
+struct OperationsController {
+    let deps: Dependencies
+    let registry: PrometheusCollectorRegistry
+
+    func health(_ request: Request, context: AppRequestContext) async throws -> Response {
+        try JSONBody.response(["status": "ok"])
+    }
+
+    /// 200 when the database (and Redis, where configured) answer within 2 s each, else 503.
+    func ready(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let store = deps.store, waitingRoom = deps.waitingRoom
+        let checks: [(String, @Sendable () async throws -> Void)] = [
+            ("database", { try await store.ping() }),
+            ("waitingRoom", { try await waitingRoom.ping() }),
+        ]
+        var failed: [String] = []
+        for (name, check) in checks {
+            do {
+                try await withDeadline(seconds: 2) { try await check() }
+            } catch {
+                failed.append(name)
+            }
+        }
+        let ready = failed.isEmpty
+        if !ready {
+            return Problem(api: .serviceUnavailable("not ready: \(failed.joined(separator: ", ")) unavailable"))
+                .response(requestId: context.requestId)
+        }
+        return try JSONBody.response(["status": "ready"])
+    }
+
+    func metrics(_ request: Request, context: AppRequestContext) async throws -> Response {
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(16 * 1024)
+        registry.emit(into: &buffer)
+        var headers = HTTPFields()
+        headers[.contentType] = "text/plain; version=0.0.4; charset=utf-8"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+    }
+
+    func openAPI(_ request: Request, context: AppRequestContext) async throws -> Response {
+        var headers = HTTPFields()
+        headers[.contentType] = "application/yaml"
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
+    }
+}
+
+enum OpenAPIDocument {
+    static let bytes: [UInt8] = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
+              let data = try? Data(contentsOf: url) else { return Array("openapi: 3.1.0\n".utf8) }
+        return [UInt8](data)
+    }()
+}
+
+/// Runs `operation`, giving up with `DeadlineExceeded` after `seconds`.
+struct DeadlineExceeded: Error {}
+
+func withDeadline<T: Sendable>(seconds: Double, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
+            throw DeadlineExceeded()
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}

@@ -1,0 +1,141 @@
+import ConcertDomain
+
+/// Response bodies, exactly as the contract names their fields.
+struct ConcertBody: Encodable {
+    var id: Int64
+    var title: String
+    var artist: String
+    var venue: String
+    var bookingOpensAt: WireTime
+    var bookingClosesAt: WireTime
+    var reservable: Bool
+
+    init(_ concert: Concert, reservable: Bool) {
+        id = concert.id
+        title = concert.title
+        artist = concert.artist
+        venue = concert.venue
+        bookingOpensAt = WireTime(concert.bookingOpensAt)
+        bookingClosesAt = WireTime(concert.bookingClosesAt)
+        self.reservable = reservable
+    }
+}
+
+struct ConcertListBody: Encodable {
+    var concerts: [ConcertBody]
+}
+
+struct ScheduleBody: Encodable {
+    var id: Int64
+    var concertId: Int64
+    var startsAt: WireTime
+    var totalSeats: Int
+    var availableSeats: Int
+    var price: Int64
+
+    init(_ schedule: Schedule, availableSeats: Int) {
+        id = schedule.id
+        concertId = schedule.concertId
+        startsAt = WireTime(schedule.startsAt)
+        totalSeats = schedule.totalSeats
+        self.availableSeats = availableSeats
+        price = schedule.price
+    }
+}
+
+struct ScheduleListBody: Encodable {
+    var schedules: [ScheduleBody]
+}
+
+struct SeatBody: Encodable {
+    var number: Int
+    var price: Int64
+    var status: SeatStatus
+}
+
+struct SeatMapBody: Encodable {
+    var scheduleId: Int64
+    var concertId: Int64
+    var seats: [SeatBody]
+}
+
+struct ReservationBody: Encodable {
+    var id: Int64
+    var scheduleId: Int64
+    var concertId: Int64
+    var seatNumber: Int
+    var price: Int64
+    var status: ReservationStatus
+    var heldUntil: WireTime
+    var createdAt: WireTime
+
+    init(_ reservation: Reservation, now: Timestamp) {
+        id = reservation.id
+        scheduleId = reservation.scheduleId
+        concertId = reservation.concertId
+        seatNumber = reservation.seatNumber
+        price = reservation.price
+        status = reservation.status(at: now)
+        heldUntil = WireTime(reservation.heldUntil)
+        createdAt = WireTime(reservation.createdAt)
+    }
+}
+
+struct ReservationListBody: Encodable {
+    var reservations: [ReservationBody]
+}
+
+struct BalanceBody: Encodable {
+    var balance: Int64
+}
+
+struct PointEntryBody: Encodable {
+    var id: Int64
+    var type: PointEntryType
+    var amount: Int64
+    var balanceAfter: Int64
+    var createdAt: WireTime
+}
+
+struct PointHistoryBody: Encodable {
+    var entries: [PointEntryBody]
+}
+
+struct PaymentBody: Encodable {
+    var id: Int64
+    var reservationId: Int64
+    var amount: Int64
+    var status = "PAID"
+    var paidAt: WireTime
+    /// The wallet balance right after the payment (only in the answer to the payment itself).
+    var balance: Int64?
+
+    init(_ payment: Payment, balance: Int64?) {
+        id = payment.id
+        reservationId = payment.reservationId
+        amount = payment.amount
+        paidAt = WireTime(payment.paidAt)
+        self.balance = balance
+    }
+}
+
+/// A queue token's state; `activeUntil` is always present, `null` while WAITING.
+struct QueueTicketBody: Encodable {
+    var ticket: QueueTicket
+
+    private enum CodingKeys: String, CodingKey { case token, concertId, status, position, estimatedWaitSeconds, activeUntil }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(ticket.token, forKey: .token)
+        try container.encode(ticket.concertId, forKey: .concertId)
+        try container.encode(ticket.status, forKey: .status)
+        try container.encode(ticket.position, forKey: .position)
+        try container.encode(ticket.estimatedWaitSeconds, forKey: .estimatedWaitSeconds)
+        if let activeUntil = ticket.activeUntil {
+            try container.encode(WireTime(activeUntil), forKey: .activeUntil)
+        } else {
+            try container.encodeNil(forKey: .activeUntil)
+        }
+    }
+}

@@ -1,0 +1,271 @@
+import ConcertDomain
+import SharedState
+
+/// The waiting rooms in Redis, shared by every instance of the service.
+///
+/// The rules are those of `WaitingLine` (the in-process line), applied by Lua scripts so that
+/// each operation is atomic across instances: at no instant can two instances both see a free
+/// slot and both admit. Time is always the caller's `now`, never Redis's clock.
+///
+/// Keys for concert `c`, under `keyPrefix`:
+/// - `queue:{c}:waiting`  ZSET token → arrival number: the line, in order; ZRANK is the position.
+/// - `queue:{c}:seen`     ZSET token → last poll (ms), for waiters only: idle ones are a range.
+/// - `queue:{c}:active`   ZSET token → activeUntil (ms): expired ones are a range.
+/// - `queue:{c}:owner`    HASH token → user id, for every live token.
+/// - `queue:{c}:user`     HASH user id → the user's live token.
+/// - `queue:{c}:sequence` counter for arrival numbers.
+/// - `queue:lines`        SET of concert ids with a line, so `sweep` can find them.
+/// Every lookup of one token is O(log n).
+public final class RedisWaitingRoom: WaitingRoom {
+    private let pool: RedisConnectionPool
+    private let policy: QueuePolicy
+    private let keyPrefix: String
+
+    public init(pool: RedisConnectionPool, policy: QueuePolicy, keyPrefix: String = "concertd:") {
+        self.pool = pool
+        self.policy = policy
+        self.keyPrefix = keyPrefix
+    }
+
+    public func join(userId: Int64, concertId: Int64, now: Timestamp) async throws -> (ticket: QueueTicket, created: Bool) {
+        let token = QueueToken.make(concertId: concertId)
+        let reply = try await run(Self.joinScript, "join", concertId: concertId, now: now,
+                                  extra: [RESPArgument(userId), RESPArgument(token)])
+        guard let ticket = try ticket(from: reply, concertId: concertId) else { throw unexpectedReply("join", reply) }
+        return ticket
+    }
+
+    public func poll(token: String, now: Timestamp) async throws -> QueueTicket? {
+        guard let concertId = QueueToken.concertId(of: token) else { return nil }
+        let reply = try await run(Self.pollScript, "poll", concertId: concertId, now: now, extra: [RESPArgument(token)])
+        return try ticket(from: reply, concertId: concertId)?.ticket
+    }
+
+    @discardableResult
+    public func end(token: String, now: Timestamp) async throws -> Bool {
+        guard let concertId = QueueToken.concertId(of: token) else { return false }
+        let reply = try await run(Self.endScript, "end", concertId: concertId, now: now, extra: [RESPArgument(token)])
+        guard let ended = reply.integer else { throw unexpectedReply("end", reply) }
+        return ended == 1
+    }
+
+    public func sweep(now: Timestamp) async throws {
+        let members = try await pool.unavailableOnFailure("sweep") {
+            try await pool.send("SMEMBERS", RESPArgument(linesKey))
+        }
+        guard let concertIds = members.array?.compactMap({ $0.string.flatMap { Int64($0) } }) else {
+            throw unexpectedReply("sweep", members)
+        }
+        // One script per line keeps each one atomic and short; the lines go in parallel over the
+        // pool's pipelined connections.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for concertId in concertIds {
+                group.addTask { _ = try await self.run(Self.sweepScript, "sweep", concertId: concertId, now: now, extra: []) }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    public func counts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int) {
+        let reply = try await run(Self.countsScript, "counts", concertId: concertId, now: now, extra: [])
+        guard let values = reply.array, values.count == 2, let waiting = values[0].integer, let active = values[1].integer else {
+            throw unexpectedReply("counts", reply)
+        }
+        return (Int(waiting), Int(active))
+    }
+
+    public func ping() async throws {
+        let reply = try await pool.unavailableOnFailure("ping") { try await pool.send("PING") }
+        guard reply.string == "PONG" else { throw unexpectedReply("ping", reply) }
+    }
+
+    // MARK: - Script calls
+
+    private var linesKey: String { keyPrefix + "queue:lines" }
+
+    private func keys(concertId: Int64) -> [String] {
+        let base = keyPrefix + "queue:{\(concertId)}:"
+        return [base + "waiting", base + "seen", base + "active", base + "owner", base + "user", base + "sequence", linesKey]
+    }
+
+    private func run(_ script: RedisScript, _ what: String, concertId: Int64, now: Timestamp,
+                     extra: [RESPArgument]) async throws(SharedStateUnavailable) -> RESPValue {
+        let arguments = [
+            RESPArgument(now.milliseconds), RESPArgument(policy.maxActive), RESPArgument(policy.activeMilliseconds),
+            RESPArgument(policy.idleMilliseconds), RESPArgument(concertId),
+        ] + extra
+        let keys = keys(concertId: concertId)
+        return try await pool.unavailableOnFailure(what) {
+            try await pool.evalSHA(script, keys: keys, arguments: arguments)
+        }
+    }
+
+    /// Reads `{status, userId, position, activeUntil, token, created}`; nil for a nil reply.
+    private func ticket(from reply: RESPValue, concertId: Int64) throws(SharedStateUnavailable) -> (ticket: QueueTicket, created: Bool)? {
+        if reply.isNull { return nil }
+        guard let fields = reply.array, fields.count == 6,
+              let status = fields[0].integer, let userId = fields[1].integer, let position = fields[2].integer,
+              let activeUntil = fields[3].integer, let token = fields[4].string, let created = fields[5].integer
+        else { throw unexpectedReply("ticket", reply) }
+        let ticket: QueueTicket
+        switch status {
+        case 2:
+            ticket = QueueTicket(token: token, userId: userId, concertId: concertId, status: .active, position: 0,
+                                 estimatedWaitSeconds: 0, activeUntil: Timestamp(milliseconds: activeUntil))
+        case 1:
+            ticket = QueueTicket(token: token, userId: userId, concertId: concertId, status: .waiting, position: Int(position),
+                                 estimatedWaitSeconds: policy.estimatedWaitSeconds(position: Int(position)), activeUntil: nil)
+        default:
+            throw unexpectedReply("ticket", reply)
+        }
+        return (ticket, created == 1)
+    }
+
+    // MARK: - Scripts
+
+    /// Shared by every script: names, and `advance`, which is `WaitingLine.advance`.
+    /// Numbers that become scores or replies are formatted with %.0f: Lua's default
+    /// number-to-string keeps only 14 digits. User ids stay strings (Lua numbers are doubles).
+    private static let prelude = """
+    local waitingKey, seenKey, activeKey, ownerKey, userKey, sequenceKey, linesKey =
+      KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+    local now = tonumber(ARGV[1])
+    local maxActive = tonumber(ARGV[2])
+    local activeMs = tonumber(ARGV[3])
+    local idleMs = tonumber(ARGV[4])
+    local concertId = ARGV[5]
+
+    local function number(value) return string.format('%.0f', value) end
+
+    -- The token is no longer live: drop its owner, and the user's pointer if it still points here.
+    local function forget(token)
+      local owner = redis.call('HGET', ownerKey, token)
+      redis.call('HDEL', ownerKey, token)
+      if owner and redis.call('HGET', userKey, owner) == token then
+        redis.call('HDEL', userKey, owner)
+      end
+    end
+
+    local function dropWaiter(token)
+      redis.call('ZREM', waitingKey, token)
+      redis.call('ZREM', seenKey, token)
+      forget(token)
+    end
+
+    local function isIdle(token)
+      local lastSeen = redis.call('ZSCORE', seenKey, token)
+      return (not lastSeen) or tonumber(lastSeen) + idleMs <= now
+    end
+
+    -- Expire ACTIVE tokens whose time is up, then admit from the head while there is room,
+    -- skipping waiters that went idle.
+    local function advance()
+      local expired = redis.call('ZRANGEBYSCORE', activeKey, '-inf', ARGV[1])
+      for _, token in ipairs(expired) do
+        redis.call('ZREM', activeKey, token)
+        forget(token)
+      end
+      local activeCount = redis.call('ZCARD', activeKey)
+      while activeCount < maxActive do
+        local head = redis.call('ZRANGE', waitingKey, 0, 0)
+        if #head == 0 then break end
+        local token = head[1]
+        if isIdle(token) then
+          dropWaiter(token)
+        else
+          redis.call('ZREM', waitingKey, token)
+          redis.call('ZREM', seenKey, token)
+          redis.call('ZADD', activeKey, number(now + activeMs), token)
+          activeCount = activeCount + 1
+        end
+      end
+    end
+
+    -- {status (1 waiting, 2 active), userId, position, activeUntil, token, created}, or nil.
+    local function ticket(token, created)
+      local activeUntil = redis.call('ZSCORE', activeKey, token)
+      if activeUntil then
+        return {2, redis.call('HGET', ownerKey, token) or '0', 0, number(tonumber(activeUntil)), token, created}
+      end
+      local rank = redis.call('ZRANK', waitingKey, token)
+      if rank then
+        return {1, redis.call('HGET', ownerKey, token) or '0', rank, '0', token, created}
+      end
+      return false
+    end
+
+    -- WaitingLine.poll after advance: a waiter that went idle loses its place, else is seen now.
+    local function touch(token)
+      if redis.call('ZSCORE', waitingKey, token) then
+        if isIdle(token) then
+          dropWaiter(token)
+          return false
+        end
+        redis.call('ZADD', seenKey, ARGV[1], token)
+      end
+      return true
+    end
+
+    """
+
+    // ARGV[6] = user id, ARGV[7] = a fresh token.
+    static let joinScript = RedisScript(prelude + """
+    local userId, newToken = ARGV[6], ARGV[7]
+    redis.call('SADD', linesKey, concertId)
+    advance()
+    local existing = redis.call('HGET', userKey, userId)
+    if existing and touch(existing) then
+      local current = ticket(existing, 0)
+      if current then return current end
+    end
+    local sequence = redis.call('INCR', sequenceKey)
+    redis.call('ZADD', waitingKey, sequence, newToken)
+    redis.call('ZADD', seenKey, ARGV[1], newToken)
+    redis.call('HSET', ownerKey, newToken, userId)
+    redis.call('HSET', userKey, userId, newToken)
+    advance()
+    return ticket(newToken, 1)
+    """)
+
+    // ARGV[6] = token.
+    static let pollScript = RedisScript(prelude + """
+    local token = ARGV[6]
+    advance()
+    if not touch(token) then return false end
+    return ticket(token, 0)
+    """)
+
+    // ARGV[6] = token. Like WaitingLine.end: remove first, then advance so the head moves up.
+    static let endScript = RedisScript(prelude + """
+    local token = ARGV[6]
+    local ended = 0
+    if redis.call('ZREM', activeKey, token) == 1 then
+      forget(token)
+      ended = 1
+    elseif redis.call('ZSCORE', waitingKey, token) then
+      dropWaiter(token)
+      ended = 1
+    end
+    advance()
+    return ended
+    """)
+
+    // WaitingLine.sweep: advance, drop idle waiters anywhere in the line, advance again; forget
+    // the line once it is empty.
+    static let sweepScript = RedisScript(prelude + """
+    advance()
+    local idle = redis.call('ZRANGEBYSCORE', seenKey, '-inf', number(now - idleMs))
+    for _, token in ipairs(idle) do dropWaiter(token) end
+    if #idle > 0 then advance() end
+    if redis.call('ZCARD', waitingKey) == 0 and redis.call('ZCARD', activeKey) == 0 then
+      redis.call('DEL', waitingKey, seenKey, activeKey, ownerKey, userKey, sequenceKey)
+      redis.call('SREM', linesKey, concertId)
+    end
+    return 1
+    """)
+
+    static let countsScript = RedisScript(prelude + """
+    advance()
+    return {redis.call('ZCARD', waitingKey), redis.call('ZCARD', activeKey)}
+    """)
+}

@@ -22,7 +22,7 @@ public func buildApplication(
     let backend = try await Backend.make(config: config, logger: logger)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
-        authenticator: await Authenticator(secret: secret, clock: clock, maxLifetimeSeconds: config.maxTokenLifetimeSeconds),
+        authenticator: Authenticator(secret: secret, clock: clock, maxLifetimeSeconds: config.maxTokenLifetimeSeconds),
         clock: clock, config: config)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var app = Application(

@@ -8,12 +8,16 @@ enum JSONBody {
     static let maxBytes = 64 * 1024
 
     static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBytes {
+            throw APIError.payloadTooLarge
+        }
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: maxBytes)
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError.payloadTooLarge
         }
+        guard buffer.readableBytes <= maxBytes else { throw APIError.payloadTooLarge }
         guard buffer.readableBytes > 0 else { throw APIError.malformedRequest("a JSON body is required") }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
@@ -41,8 +45,11 @@ enum JSONBody {
         try response(bytes: encode(value), status: status)
     }
 
+    /// Keys sorted, so that the same value always gives the same bytes (replays compare equal).
     static func encode(_ value: some Encodable) throws -> [UInt8] {
-        [UInt8](try JSONEncoder().encode(value))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return [UInt8](try encoder.encode(value))
     }
 
     static func response(bytes: [UInt8], status: HTTPResponse.Status) -> Response {

@@ -176,3 +176,12 @@ extension RESPCommand {
         arguments.reduce(16) { $0 + $1.bytes.count + 16 }
     }
 }
+
+extension RESPCommand {
+    /// The bytes `encode(into:)` writes, as an array.
+    public var encodedBytes: [UInt8] {
+        var buffer = ByteBufferAllocator().buffer(capacity: encodedLengthEstimate)
+        encode(into: &buffer)
+        return buffer.readBytes(length: buffer.readableBytes) ?? []
+    }
+}

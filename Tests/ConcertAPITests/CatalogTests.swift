@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+
+@Suite("Concerts and schedules")
+struct CatalogTests {
+    @Test func listShowsOnlyReservableConcertsInIdOrder() async throws {
+        try await withAPI { api in
+            let open = try await api.openConcert()
+            _ = try await api.openConcert(opens: -7200, closes: -3600)  // window closed
+            _ = try await api.openConcert(opens: 3600, closes: 7200)    // window not yet open
+            _ = try await api.openConcert(startsIn: -60)                // only schedule already started
+            let second = try await api.openConcert()
+            let list = try await api.call(.get, "/v1/concerts")
+            #expect(list.status == 200)
+            let ids = list.array("concerts").compactMap { ($0["id"] as? NSNumber)?.int64Value }
+            #expect(ids == [open.concertId, second.concertId])
+            #expect(list.array("concerts").allSatisfy { $0["reservable"] as? Bool == true })
+        }
+    }
+
+    @Test func listPagesWithLimitAndAfter() async throws {
+        try await withAPI { api in
+            var ids: [Int64] = []
+            for _ in 0..<5 { ids.append(try await api.openConcert().concertId) }
+            let first = try await api.call(.get, "/v1/concerts?limit=2")
+            #expect(first.array("concerts").compactMap { ($0["id"] as? NSNumber)?.int64Value } == Array(ids[0..<2]))
+            let next = try await api.call(.get, "/v1/concerts?limit=2&after=\(ids[1])")
+            #expect(next.array("concerts").compactMap { ($0["id"] as? NSNumber)?.int64Value } == Array(ids[2..<4]))
+            #expect(try await api.call(.get, "/v1/concerts?limit=0").code == "VALIDATION_FAILED")
+            #expect(try await api.call(.get, "/v1/concerts?limit=501").code == "VALIDATION_FAILED")
+            #expect(try await api.call(.get, "/v1/concerts?limit=abc").code == "MALFORMED_REQUEST")
+            #expect(try await api.call(.get, "/v1/concerts?after=x").code == "MALFORMED_REQUEST")
+        }
+    }
+
+    @Test func cachedListIsInvalidatedByAdminWritesAndExpiresWhenAWindowCloses() async throws {
+        try await withAPI(configure: { $0.cacheTTLMilliseconds = 3_600_000 }) { api in
+            let first = try await api.openConcert(closes: 100)
+            #expect(try await api.call(.get, "/v1/concerts").array("concerts").count == 1)
+            let second = try await api.openConcert()
+            #expect(try await api.call(.get, "/v1/concerts").array("concerts").count == 2, "admin write must invalidate")
+            api.clock.advance(seconds: 101)
+            let ids = try await api.call(.get, "/v1/concerts").array("concerts").compactMap { ($0["id"] as? NSNumber)?.int64Value }
+            #expect(ids == [second.concertId], "concert \(first.concertId) closed but is still listed")
+        }
+    }
+
+    @Test func concertDetailsAndReservableFlag() async throws {
+        try await withAPI { api in
+            let open = try await api.openConcert()
+            let shown = try await api.call(.get, "/v1/concerts/\(open.concertId)")
+            #expect(shown.status == 200)
+            #expect(shown["reservable"] as? Bool == true)
+            for key in ["id", "title", "artist", "venue", "bookingOpensAt", "bookingClosesAt"] { #expect(shown[key] != nil) }
+            let closed = try await api.openConcert(opens: -7200, closes: -3600)
+            #expect(try await api.call(.get, "/v1/concerts/\(closed.concertId)")["reservable"] as? Bool == false)
+            #expect(try await api.call(.get, "/v1/concerts/999").code == "CONCERT_NOT_FOUND")
+            #expect(try await api.call(.get, "/v1/concerts/abc").status == 404)
+        }
+    }
+
+    @Test func adminCreateEchoesTimesAndValidates() async throws {
+        try await withAPI { api in
+            let created = try await api.call(.post, "/v1/admin/concerts", user: 1, admin: true, json: """
+                {"title": " Gala ", "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-01T10:00:00Z", "bookingClosesAt": "2026-12-24T19:00:00Z"}
+                """)
+            #expect(created.status == 201)
+            #expect(created.string("title") == "Gala")
+            #expect(created.string("bookingOpensAt") == "2026-12-01T10:00:00Z")
+            #expect(created.string("bookingClosesAt") == "2026-12-24T19:00:00Z")
+            let bad: [(String, String)] = [
+                (#"{"title": "", "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-01T10:00:00Z", "bookingClosesAt": "2026-12-24T19:00:00Z"}"#, "VALIDATION_FAILED"),
+                (#"{"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-25T10:00:00Z", "bookingClosesAt": "2026-12-24T19:00:00Z"}"#, "VALIDATION_FAILED"),
+                (#"{"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "yesterday", "bookingClosesAt": "2026-12-24T19:00:00Z"}"#, "VALIDATION_FAILED"),
+                (#"{"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-01T10:00:00Z"}"#, "MALFORMED_REQUEST"),
+                (#"{"title": 5, "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-01T10:00:00Z", "bookingClosesAt": "2026-12-24T19:00:00Z"}"#, "MALFORMED_REQUEST"),
+                (#"[1, 2]"#, "MALFORMED_REQUEST"),
+                (#"{"title": "#, "MALFORMED_REQUEST"),
+            ]
+            for (body, code) in bad {
+                let reply = try await api.call(.post, "/v1/admin/concerts", user: 1, admin: true, json: body)
+                #expect(reply.code == code, "\(body)")
+            }
+            let concertId = created.int("id")!
+            let schedules: [(String, Int, String?)] = [
+                (#"{"startsAt": "2026-12-24T19:00:00Z", "price": 1000}"#, 201, nil),
+                (#"{"startsAt": "2026-12-24T19:00:00Z", "price": 1000, "seatCount": 0}"#, 422, "VALIDATION_FAILED"),
+                (#"{"startsAt": "2026-12-24T19:00:00Z", "price": 1000, "seatCount": 1001}"#, 422, "VALIDATION_FAILED"),
+                (#"{"startsAt": "2026-12-24T19:00:00Z", "price": -1}"#, 422, "VALIDATION_FAILED"),
+                (#"{"startsAt": "2026-12-24T19:00:00Z", "price": 1.5}"#, 400, "MALFORMED_REQUEST"),
+            ]
+            for (body, status, code) in schedules {
+                let reply = try await api.call(.post, "/v1/admin/concerts/\(concertId)/schedules", user: 1, admin: true, json: body)
+                #expect(reply.status == status, "\(body)")
+                if let code { #expect(reply.code == code) }
+            }
+            let schedule = try await api.call(.post, "/v1/admin/concerts/\(concertId)/schedules", user: 1, admin: true,
+                                              json: #"{"startsAt": "2026-12-24T19:00:00Z", "price": 1000}"#)
+            #expect(schedule.int("totalSeats") == 50)
+            #expect(schedule.string("startsAt") == "2026-12-24T19:00:00Z")
+            let missing = try await api.call(.post, "/v1/admin/concerts/999/schedules", user: 1, admin: true,
+                                             json: #"{"startsAt": "2026-12-24T19:00:00Z", "price": 1000}"#)
+            #expect(missing.code == "CONCERT_NOT_FOUND")
+        }
+    }
+
+    @Test func schedulesAndSeatsNeedAnActiveTokenForThatConcert() async throws {
+        try await withAPI { api in
+            let concert = try await api.openConcert(seats: 10, price: 3000)
+            let token = try await api.activeToken(concert.concertId, user: 5)
+            let schedules = try await api.call(.get, "/v1/concerts/\(concert.concertId)/schedules", user: 5, queueToken: token)
+            #expect(schedules.status == 200)
+            let first = schedules.array("schedules").first
+            #expect((first?["totalSeats"] as? Int) == 10)
+            #expect((first?["availableSeats"] as? Int) == 10)
+            let seats = try await api.call(.get, "/v1/schedules/\(concert.scheduleId)/seats", user: 5, queueToken: token)
+            #expect(seats.int("scheduleId") == concert.scheduleId)
+            #expect(seats.array("seats").map { $0["number"] as? Int } == Array(1...10))
+            #expect(seats.array("seats").allSatisfy { $0["status"] as? String == "AVAILABLE" && ($0["price"] as? Int) == 3000 })
+
+            #expect(try await api.call(.get, "/v1/concerts/\(concert.concertId)/schedules", user: 5).code == "QUEUE_TOKEN_MISSING")
+            #expect(try await api.call(.get, "/v1/schedules/\(concert.scheduleId)/seats", user: 5, queueToken: "1.nope").code == "QUEUE_TOKEN_INVALID")
+            #expect(try await api.call(.get, "/v1/schedules/\(concert.scheduleId)/seats", user: 6, queueToken: token).code == "QUEUE_TOKEN_INVALID")
+            #expect(try await api.call(.get, "/v1/schedules/999/seats", user: 5, queueToken: token).code == "SCHEDULE_NOT_FOUND")
+            #expect(try await api.call(.get, "/v1/concerts/999/schedules", user: 5, queueToken: token).code == "CONCERT_NOT_FOUND")
+            let other = try await api.openConcert()
+            #expect(try await api.call(.get, "/v1/concerts/\(other.concertId)/schedules", user: 5, queueToken: token).code == "QUEUE_TOKEN_INVALID")
+        }
+    }
+
+    @Test func schedulesOfAConcertWhoseWindowClosedAre409() async throws {
+        try await withAPI { api in
+            let concert = try await api.openConcert(closes: 60)
+            let token = try await api.activeToken(concert.concertId, user: 5)
+            api.clock.advance(seconds: 61)
+            let reply = try await api.call(.get, "/v1/concerts/\(concert.concertId)/schedules", user: 5, queueToken: token)
+            #expect(reply.status == 409 && reply.code == "CONCERT_NOT_RESERVABLE")
+        }
+    }
+}

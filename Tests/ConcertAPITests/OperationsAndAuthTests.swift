@@ -1,0 +1,104 @@
+import ConcertAPI
+import Foundation
+import HTTPTypes
+import Testing
+
+@Suite("Operations and identity")
+struct OperationsAndAuthTests {
+    @Test func healthReadinessAndOpenAPI() async throws {
+        try await withAPI { api in
+            #expect(try await api.call(.get, "/healthz").status == 200)
+            #expect(try await api.call(.get, "/readyz").status == 200)
+            let openapi = try await api.call(.get, "/openapi.yaml")
+            #expect(openapi.status == 200)
+            let text = String(decoding: openapi.bytes, as: UTF8.self)
+            #expect(text.hasPrefix("openapi: 3.1"))
+            #expect(text.contains("/v1/payments"))
+        }
+    }
+
+    @Test func metricsCountRequestsPerRoute() async throws {
+        try await withAPI { api in
+            _ = try await api.call(.get, "/v1/concerts")
+            let metrics = try await api.call(.get, "/metrics")
+            #expect(metrics.status == 200)
+            let text = String(decoding: metrics.bytes, as: UTF8.self)
+            #expect(text.contains("hb_requests"))
+            #expect(text.contains("http_server_request_duration_bucket"))
+            #expect(text.contains("/v1/concerts"))
+        }
+    }
+
+    @Test func everyResponseCarriesARequestIdAndEchoesTheClients() async throws {
+        try await withAPI { api in
+            let echoed = try await api.call(.get, "/v1/concerts", headers: [HTTPField.Name("Request-Id")!: "abc-123"])
+            #expect(echoed.headers[HTTPField.Name("Request-Id")!] == "abc-123")
+            let missing = try await api.call(.get, "/nowhere")
+            #expect(missing.status == 404)
+            #expect(missing.code == "NOT_FOUND")
+            #expect(missing.headers[.contentType] == "application/problem+json")
+            #expect(!(missing.headers[HTTPField.Name("Request-Id")!] ?? "").isEmpty)
+            for key in ["type", "title", "status", "detail", "code"] { #expect(missing[key] != nil, "\(key) missing") }
+        }
+    }
+
+    @Test func wrongMethodOnAKnownRouteIs405WithAllow() async throws {
+        try await withAPI { api in
+            let reply = try await api.call(.put, "/v1/concerts/5")
+            #expect(reply.status == 405)
+            #expect(reply.code == "METHOD_NOT_ALLOWED")
+            #expect(reply.headers[.allow] == "GET")
+        }
+    }
+
+    @Test func missingMalformedBadlySignedOrExpiredTokensAre401() async throws {
+        try await withAPI { api in
+            #expect(try await api.call(.get, "/v1/points").code == "UNAUTHENTICATED")
+            for header in ["Bearer", "Basic abc", "Bearer not.a.jwt", "Bearer " + String(repeating: "a", count: 5000)] {
+                let reply = try await api.call(.get, "/v1/points", headers: [.authorization: header])
+                #expect(reply.status == 401 && reply.code == "UNAUTHENTICATED", "\(header.prefix(20))")
+            }
+            let other = try await ConcertService.token(secret: "another-secret", userId: 5, admin: false, ttlSeconds: 600)
+            #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(other)"]).status == 401)
+            let expired = try await ConcertService.token(secret: testSecret, userId: 5, admin: false, ttlSeconds: -10)
+            #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(expired)"]).status == 401)
+            // alg "none" with the payload of a valid token.
+            let valid = try await api.token(user: 5)
+            let parts = valid.split(separator: ".")
+            let none = Data(#"{"alg":"none","typ":"JWT"}"#.utf8).base64EncodedString()
+                .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(none).\(parts[1])."]).status == 401)
+            #expect(try await api.call(.get, "/v1/points", user: 5).status == 200)
+        }
+    }
+
+    @Test func subjectMustBeAPositiveDecimalUserId() async throws {
+        try await withAPI { api in
+            for sub in ["abc", "0", "-3", "007", "1.5"] {
+                let token = try await HS256.sign(payload: #"{"sub":"\#(sub)","exp":\#(Int(Date().timeIntervalSince1970) + 600)}"#, secret: testSecret)
+                let reply = try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(token)"])
+                #expect(reply.status == 401, "sub \(sub)")
+            }
+            let noExp = try await HS256.sign(payload: #"{"sub":"5"}"#, secret: testSecret)
+            #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(noExp)"]).status == 401)
+        }
+    }
+
+    @Test func adminRoutesNeedTheAdminRole() async throws {
+        try await withAPI { api in
+            let body = #"{"title":"T","artist":"A","venue":"V","bookingOpensAt":"2026-01-01T00:00:00Z","bookingClosesAt":"2027-01-01T00:00:00Z"}"#
+            let reply = try await api.call(.post, "/v1/admin/concerts", user: 5, json: body)
+            #expect(reply.status == 403 && reply.code == "FORBIDDEN")
+            #expect(try await api.call(.post, "/v1/admin/concerts", json: body).status == 401)
+            let list = try await api.call(.get, "/v1/concerts")
+            #expect(list.array("concerts").isEmpty, "a refused request created something")
+        }
+    }
+}
+
+/// Signs arbitrary JSON payloads, to test claims that `concertd token` would never produce.
+enum HS256 {
+    static func sign(payload: String, secret: String) async throws -> String {
+        try await JWTTestSigner.sign(payload: payload, secret: secret)
+    }
+}

@@ -1,0 +1,247 @@
+import ConcertDomain
+import ConcertPostgres
+import ConcertSQLite
+import ConcertStore
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// The storage engines the contract suite runs against. Every contract test takes one as its
+/// argument, so both engines pass the very same test functions.
+enum Engine: String, Sendable, CustomTestStringConvertible {
+    case sqlite
+    case postgres
+
+    var testDescription: String { rawValue }
+
+    /// SQLite always; PostgreSQL when a server is configured, or when services are required (and
+    /// then its cases fail loudly because none is configured).
+    static let available: [Engine] = TestServices.postgresURL != nil || TestServices.required ? [.sqlite, .postgres] : [.sqlite]
+}
+
+enum TestServices {
+    /// A superuser URL on a throwaway server, e.g. from `scripts/services.sh`.
+    static let postgresURL: String? = {
+        guard let url = ProcessInfo.processInfo.environment["CONCERT_TEST_POSTGRES_URL"], !url.isEmpty else { return nil }
+        return url
+    }()
+
+    static let required = ProcessInfo.processInfo.environment["CONCERT_TEST_REQUIRE_SERVICES"] == "1"
+
+    static let logger: Logger = {
+        var logger = Logger(label: "concert-store-tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+}
+
+struct MissingService: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs `body` against a fresh, migrated database of `engine`, then throws the database away.
+func withStore(_ engine: Engine, _ body: (any ConcertStore) async throws -> Void) async throws {
+    try await withStores(engine, count: 1) { stores in try await body(stores[0]) }
+}
+
+/// Runs `body` against `count` separate store instances sharing one fresh database, as several
+/// service processes would: for SQLite, separate connection pools on one file; for PostgreSQL,
+/// separate clients with their own pools.
+/// With `migrated: false` the database is left empty for `body` to migrate.
+func withStores(_ engine: Engine, count: Int, migrated: Bool = true,
+                postgresOptions: PostgresStoreOptions = PostgresStoreOptions(),
+                _ body: ([any ConcertStore]) async throws -> Void) async throws {
+    switch engine {
+    case .sqlite:
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("concert-test-\(UUID().uuidString).sqlite").path
+        defer {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
+        }
+        var stores: [SQLiteConcertStore] = []
+        for _ in 0..<count {
+            let store = try SQLiteConcertStore(path: path)
+            if migrated { try await store.migrate() }
+            stores.append(store)
+        }
+        try await body(stores)
+    case .postgres:
+        guard let adminURL = TestServices.postgresURL else {
+            throw MissingService(description: "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_POSTGRES_URL is not set")
+        }
+        let database = try await TestDatabase.create(adminURL: adminURL)
+        var runs: [Task<Void, Never>] = []
+        var outcome: Result<Void, any Error> = .success(())
+        do {
+            var stores: [PostgresConcertStore] = []
+            for _ in 0..<count {
+                let store = try PostgresConcertStore(url: database.url, logger: TestServices.logger, options: postgresOptions)
+                runs.append(Task { await store.run() })
+                if migrated { try await store.migrate() }
+                stores.append(store)
+            }
+            try await body(stores)
+        } catch {
+            outcome = .failure(error)
+        }
+        for run in runs { run.cancel() }
+        for run in runs { await run.value }
+        try await database.drop()
+        try outcome.get()
+    }
+}
+
+/// A database of its own for one test on the throwaway server, created and dropped over a plain
+/// PostgresNIO connection (no psql needed).
+struct TestDatabase {
+    var admin: PostgresURL
+    var name: String
+
+    var url: String {
+        var target = admin
+        target.database = name
+        let user = target.username.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? target.username
+        let password = target.password.map { ":" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0) } ?? ""
+        let host = target.host.contains(":") ? "[\(target.host)]" : target.host
+        return "postgres://\(user)\(password)@\(host):\(target.port)/\(name)"
+    }
+
+    static func create(adminURL: String) async throws -> TestDatabase {
+        let admin = try PostgresURL(parsing: adminURL)
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let database = TestDatabase(admin: admin, name: name)
+        // The name is made here of [a-z0-9_] only, so spelling it into the statement is safe.
+        try await database.adminExecute("CREATE DATABASE \(name)")
+        return database
+    }
+
+    func drop() async throws {
+        try await adminExecute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+
+    func adminExecute(_ sql: String) async throws {
+        let configuration = PostgresConnection.Configuration(
+            host: admin.host, port: admin.port, username: admin.username, password: admin.password,
+            database: admin.database, tls: .disable)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: TestServices.logger)
+        do {
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.logger).collect()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+}
+
+// MARK: Domain fixtures
+
+/// A fixed "now" for the tests; every other time is an offset from it.
+let now = Timestamp(seconds: 1_900_000_000)
+let minute: Int64 = 60_000
+let day: Int64 = 86_400_000
+let rules = BookingRules(holdSeconds: 300, maxHoldsPerUser: 4, maxCharge: 10_000_000)
+
+func at(_ offsetMilliseconds: Int64) -> Timestamp { now.adding(milliseconds: offsetMilliseconds) }
+
+/// A concert whose booking window is open at `now`, with one schedule ten days ahead.
+@discardableResult
+func makeOpenSchedule(_ store: any ConcertStore, price: Int64 = 50_000, seats: Int = 50,
+                      title: String = "Winter Gala") async throws -> (concert: Concert, schedule: Schedule) {
+    let concert = try await store.createConcert(NewConcert(
+        title: title, artist: "The Orchestra", venue: "Hall A",
+        bookingOpensAt: at(-day), bookingClosesAt: at(9 * day)))
+    let schedule = try await store.createSchedule(NewSchedule(
+        concertId: concert.id, startsAt: at(10 * day), price: price, seatCount: seats))
+    return (concert, schedule)
+}
+
+func holdRequest(user: Int64, schedule: Schedule, seat: Int, at time: Timestamp = now,
+                 rules: BookingRules = rules) -> HoldRequest {
+    HoldRequest(userId: user, scheduleId: schedule.id, seatNumber: seat, now: time, rules: rules)
+}
+
+// MARK: Races
+
+/// Releases many tasks at once: each waits at the gate, and `open` lets them all go only once
+/// every one of them is waiting, so the operations really overlap.
+final class StartGate: Sendable {
+    private struct State {
+        var isOpen = false
+        var arrived = 0
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state in
+                state.arrived += 1
+                if state.isOpen { return true }
+                state.waiting.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    func open(whenArrived count: Int) async {
+        while state.withLock({ $0.arrived }) < count { try? await Task.sleep(for: .milliseconds(1)) }
+        let waiting = state.withLock { state in
+            state.isOpen = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+}
+
+/// How one racer ended.
+enum Outcome<Value: Sendable>: Sendable {
+    case success(Value)
+    case domain(DomainError)
+    case other(String)
+
+    var value: Value? {
+        if case .success(let value) = self { value } else { nil }
+    }
+
+    var domainError: DomainError? {
+        if case .domain(let error) = self { error } else { nil }
+    }
+}
+
+/// Runs `operation(0..<count)` in `count` tasks released together; returns every outcome (in
+/// index order) and the time from the release to the last finish.
+func race<Value: Sendable>(_ count: Int, _ operation: @escaping @Sendable (Int) async throws -> Value) async -> (outcomes: [Outcome<Value>], elapsed: Duration) {
+    let gate = StartGate()
+    let clock = ContinuousClock()
+    let box = Mutex<ContinuousClock.Instant?>(nil)
+    let outcomes = await withTaskGroup(of: (Int, Outcome<Value>).self) { group in
+        for index in 0..<count {
+            group.addTask {
+                await gate.wait()
+                do {
+                    return (index, .success(try await operation(index)))
+                } catch let error as DomainError {
+                    return (index, .domain(error))
+                } catch {
+                    return (index, .other(String(describing: error)))
+                }
+            }
+        }
+        await gate.open(whenArrived: count)
+        box.withLock { $0 = clock.now }
+        var outcomes = [Outcome<Value>?](repeating: nil, count: count)
+        for await (index, outcome) in group { outcomes[index] = outcome }
+        return outcomes.map { $0! }
+    }
+    let started = box.withLock { $0 }!
+    return (outcomes, clock.now - started)
+}
+
+func report(_ name: String, _ engine: Engine, _ count: Int, _ elapsed: Duration) {
+    let milliseconds = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    print("race \(name) [\(engine.rawValue)] n=\(count): \(String(format: "%.0f", milliseconds)) ms")
+}

@@ -1,0 +1,149 @@
+import ConcertDomain
+import ConcertRedis
+import SharedState
+import Testing
+
+private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
+
+/// What only the Redis implementations have: several instances, and a Redis that can go away.
+@Suite("Redis shared state", .enabled(if: TestEnvironment.redisURL != nil, "CONCERT_TEST_REDIS_URL is not set"))
+struct RedisSharedStateTests {
+    private func pool(connections: Int = 4) throws -> RedisConnectionPool {
+        try RedisConnectionPool(url: try #require(TestEnvironment.redisURL), connections: connections)
+    }
+
+    @Test func twoInstancesServeOneLine() async throws {
+        let prefix = TestEnvironment.uniqueKeyPrefix()
+        let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 60)
+        let poolA = try pool(), poolB = try pool()
+        let instanceA = RedisWaitingRoom(pool: poolA, policy: policy, keyPrefix: prefix)
+        let instanceB = RedisWaitingRoom(pool: poolB, policy: policy, keyPrefix: prefix)
+        let instances = [instanceA, instanceB]
+
+        let gate = StartingGate(expected: 100)
+        let tickets = try await withThrowingTaskGroup(of: QueueTicket.self) { group in
+            for user in Int64(1)...100 {
+                group.addTask {
+                    await gate.arriveAndWait()
+                    return try await instances[Int(user % 2)].join(userId: user, concertId: 4, now: t0).ticket
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(tickets.filter { $0.status == .active }.count == 3)
+        #expect(tickets.filter { $0.status == .waiting }.map(\.position).sorted() == Array(0..<97))
+
+        // A token from one instance is known to the other, and a user's live token is found
+        // whichever instance they come back through.
+        for ticket in tickets {
+            let other = instances[Int((ticket.userId + 1) % 2)]
+            #expect(try await other.poll(token: ticket.token, now: t0) == ticket)
+        }
+        let (again, created) = try await instanceA.join(userId: 1, concertId: 4, now: t0)
+        #expect(!created)
+        #expect(again.token == tickets.first { $0.userId == 1 }!.token)
+
+        // Ending on one instance admits the head for everyone at once.
+        let active = tickets.first { $0.status == .active }!
+        let head = tickets.first { $0.status == .waiting && $0.position == 0 }!
+        #expect(try await instanceB.end(token: active.token, now: t0))
+        #expect(try await instanceA.poll(token: head.token, now: t0)?.status == .active)
+        #expect(try await instanceA.counts(concertId: 4, now: t0) == (96, 3))
+        #expect(try await instanceB.counts(concertId: 4, now: t0) == (96, 3))
+
+        // Both instances sweeping at once still never admit past the cap.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<20 {
+                group.addTask { try await instances[index % 2].sweep(now: t0.adding(seconds: 600)) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await instanceA.counts(concertId: 4, now: t0.adding(seconds: 600)).active <= 3)
+        await poolA.close()
+        await poolB.close()
+    }
+
+    @Test func scriptsAreResentAfterRedisForgetsThem() async throws {
+        let pool = try pool(connections: 1)
+        let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(maxActive: 1), keyPrefix: TestEnvironment.uniqueKeyPrefix())
+        let ticket = try await room.join(userId: 1, concertId: 1, now: t0).ticket
+        _ = try await pool.send("SCRIPT", "FLUSH")
+        #expect(try await room.poll(token: ticket.token, now: t0) == ticket)
+        await pool.close()
+    }
+
+    @Test func redisExpiresCacheEntriesByItself() async throws {
+        let pool = try pool(connections: 1)
+        let cache = RedisResponseCache(pool: pool, keyPrefix: TestEnvironment.uniqueKeyPrefix())
+        // The real clock is what Redis's PX follows; the cache's own check uses `now`.
+        let now = WallClock.system.now()
+        try await cache.set(namespace: "n", key: "k", value: [1], expiresAt: now.adding(milliseconds: 100), now: now)
+        #expect(try await cache.get(namespace: "n", key: "k", now: now) == [1])
+        let deadline = ContinuousClock.now + .seconds(3)
+        while try await cache.get(namespace: "n", key: "k", now: now) != nil, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await cache.get(namespace: "n", key: "k", now: now) == nil, "Redis kept the entry past its PX")
+        await pool.close()
+    }
+
+    @Test func theRoomWorksAgainAfterItsConnectionsAreKilled() async throws {
+        let pool = try pool(connections: 2)
+        let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(maxActive: 1), keyPrefix: TestEnvironment.uniqueKeyPrefix())
+        let ticket = try await room.join(userId: 1, concertId: 1, now: t0).ticket
+        var ids: [Int64] = []
+        for _ in 0..<2 { ids.append(try #require(try await pool.send("CLIENT", "ID").integer)) }
+        let killer = try self.pool(connections: 1)
+        for id in ids { _ = try await killer.send("CLIENT", "KILL", "ID", RESPArgument(id)) }
+        await killer.close()
+        // A call caught by the close fails as unavailable, never hangs; within a few calls the
+        // pool has reconnected.
+        var answered: QueueTicket?
+        for _ in 0..<3 where answered == nil {
+            do { answered = try await room.poll(token: ticket.token, now: t0) } catch is SharedStateUnavailable {}
+        }
+        #expect(answered == ticket)
+        await pool.close()
+    }
+}
+
+/// These need no Redis: an unreachable or silent one must give `SharedStateUnavailable` fast.
+@Suite("Redis shared state when Redis is gone")
+struct UnavailableRedisTests {
+    private func expectUnavailableQuickly(url: String, _ label: String) async throws {
+        let pool = try RedisConnectionPool(url: url, connections: 2, connectTimeout: .milliseconds(500),
+                                           commandTimeout: .milliseconds(300))
+        let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(), keyPrefix: "unused:")
+        let cache = RedisResponseCache(pool: pool, keyPrefix: "unused:")
+        let limiter = RedisRateLimiter(pool: pool, keyPrefix: "unused:")
+        let token = QueueToken.make(concertId: 1)
+        let operations: [(String, @Sendable () async throws -> Void)] = [
+            ("join", { _ = try await room.join(userId: 1, concertId: 1, now: t0) }),
+            ("poll", { _ = try await room.poll(token: token, now: t0) }),
+            ("end", { _ = try await room.end(token: token, now: t0) }),
+            ("sweep", { try await room.sweep(now: t0) }),
+            ("counts", { _ = try await room.counts(concertId: 1, now: t0) }),
+            ("ping", { try await room.ping() }),
+            ("cache get", { _ = try await cache.get(namespace: "n", key: "k", now: t0) }),
+            ("cache set", { try await cache.set(namespace: "n", key: "k", value: [1], expiresAt: t0.adding(seconds: 1), now: t0) }),
+            ("cache invalidate", { try await cache.invalidate(namespace: "n") }),
+            ("rate limit", { _ = try await limiter.acquire(key: "k", limit: 1, now: t0) }),
+        ]
+        for (name, operation) in operations {
+            let started = ContinuousClock.now
+            await #expect(throws: SharedStateUnavailable.self, "\(label): \(name)") { try await operation() }
+            #expect(ContinuousClock.now - started < .seconds(2), "\(label): \(name) took too long")
+        }
+        await pool.close()
+    }
+
+    @Test func refusedConnections() async throws {
+        let closedPort = try SilentServer(listening: false)
+        try await expectUnavailableQuickly(url: closedPort.url, "refused")
+    }
+
+    @Test func aRedisThatNeverAnswers() async throws {
+        let silent = try SilentServer(listening: true)
+        try await expectUnavailableQuickly(url: silent.url, "silent")
+    }
+}

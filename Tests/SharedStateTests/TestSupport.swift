@@ -1,0 +1,130 @@
+import ConcertDomain
+import ConcertRedis
+import SharedState
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where the tests find Redis: `CONCERT_TEST_REDIS_URL`. Without it the Redis cases are left out
+/// of every shared suite, unless `CONCERT_TEST_REQUIRE_SERVICES=1`, when
+/// `redisIsConfiguredWhenRequired` fails.
+enum TestEnvironment {
+    static var redisURL: String? {
+        guard let value = getenv("CONCERT_TEST_REDIS_URL").map({ String(cString: $0) }), !value.isEmpty else { return nil }
+        return value
+    }
+
+    static var servicesRequired: Bool {
+        getenv("CONCERT_TEST_REQUIRE_SERVICES").map { String(cString: $0) } == "1"
+    }
+
+    /// A key prefix no other test uses, so tests can share one Redis and run in parallel.
+    static func uniqueKeyPrefix() -> String {
+        "test:\(String(UInt64.random(in: .min ... .max), radix: 16)):"
+    }
+}
+
+@Test(.enabled(if: TestEnvironment.servicesRequired, "only when CONCERT_TEST_REQUIRE_SERVICES=1"))
+func redisIsConfiguredWhenRequired() {
+    #expect(TestEnvironment.redisURL != nil, "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_REDIS_URL is not set")
+}
+
+/// One implementation of a shared-state protocol, made fresh (and isolated) for each test.
+struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
+    let name: String
+    /// Makes the store, and what to run when the test is done with it.
+    let make: @Sendable () throws -> (store: Store, close: @Sendable () async -> Void)
+
+    var testDescription: String { name }
+
+    func with(_ body: (Store) async throws -> Void) async throws {
+        let (store, close) = try make()
+        do {
+            try await body(store)
+            await close()
+        } catch {
+            await close()
+            throw error
+        }
+    }
+
+    /// The in-process implementation, plus the Redis one when a test Redis is configured.
+    static func all(inProcess: @escaping @Sendable () -> Store,
+                    redis: @escaping @Sendable (RedisConnectionPool, String) -> Store) -> [Implementation] {
+        var implementations = [Implementation(name: "in-process") { (inProcess(), {}) }]
+        if let url = TestEnvironment.redisURL {
+            implementations.append(Implementation(name: "redis") {
+                let pool = try RedisConnectionPool(url: url, connections: 4)
+                return (redis(pool, TestEnvironment.uniqueKeyPrefix()), { await pool.close() })
+            })
+        }
+        return implementations
+    }
+}
+
+/// Holds many tasks until all have arrived, then lets them go at once.
+actor StartingGate {
+    private let expected: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+    private var open = false
+
+    init(expected: Int) { self.expected = expected }
+
+    func arriveAndWait() async {
+        if open { return }
+        await withCheckedContinuation { continuation in
+            waiting.append(continuation)
+            if waiting.count == expected {
+                open = true
+                for waiter in waiting { waiter.resume() }
+                waiting.removeAll()
+            }
+        }
+    }
+}
+
+/// A TCP socket on 127.0.0.1 that the kernel completes connections for but nobody ever answers:
+/// a hung Redis. With `listening: false` the port is bound but refuses connections.
+final class SilentServer: Sendable {
+    let port: Int
+    private let descriptor: Int32
+
+    init(listening: Bool) throws {
+        #if canImport(Glibc) || canImport(Musl)
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let descriptor = socket(AF_INET, SOCK_STREAM, 0)
+        #endif
+        guard descriptor >= 0 else { throw SocketFailure(step: "socket") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { close(descriptor); throw SocketFailure(step: "bind") }
+        if listening {
+            guard listen(descriptor, 64) == 0 else { close(descriptor); throw SocketFailure(step: "listen") }
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let named = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+        }
+        guard named == 0 else { close(descriptor); throw SocketFailure(step: "getsockname") }
+        self.descriptor = descriptor
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    var url: String { "redis://127.0.0.1:\(port)" }
+
+    deinit { close(descriptor) }
+
+    struct SocketFailure: Error { var step: String }
+}

@@ -31,6 +31,7 @@ let package = Package(
             name: "ConcertSQLite",
             dependencies: ["ConcertDomain", "ConcertStore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
+/* INTEGRATION-PENDING-PG
         .target(
             name: "ConcertPostgres",
             dependencies: [
@@ -40,6 +41,7 @@ let package = Package(
             ]
         ),
 
+INTEGRATION-PENDING-PG */
         // Waiting room and cache protocols with their in-process implementations.
         .target(
             name: "SharedState",
@@ -49,6 +51,7 @@ let package = Package(
             ]
         ),
 
+/* INTEGRATION-PENDING-REDIS
         // A small RESP2 client on SwiftNIO (no Swift Redis package can be installed here).
         .target(
             name: "RESPClient",
@@ -64,6 +67,7 @@ let package = Package(
             dependencies: ["ConcertDomain", "SharedState", "RESPClient"]
         ),
 
+INTEGRATION-PENDING-REDIS */
         // HTTP layer: routes, auth, errors, wiring.
         .target(
             name: "ConcertAPI",

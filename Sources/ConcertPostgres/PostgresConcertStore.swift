@@ -9,19 +9,25 @@ public struct PostgresStoreOptions: Sendable {
     public var maximumConnections: Int
     /// How long one attempt to open a connection may take.
     public var connectTimeout: Duration
-    /// How long an operation may wait for a connection before it fails with `StoreUnavailable`.
-    /// It bounds how long a request waits while the database is down (the contract wants a 503
-    /// within a few seconds), and sheds load when every connection stays busy for that long.
+    /// How long an operation may wait for a connection before it fails with `StoreUnavailable`,
+    /// unless other operations got connections meanwhile. It bounds how long a request waits
+    /// while the database is down (the contract wants a 503 within a few seconds).
     public var connectionWaitLimit: Duration
+    /// How long an operation may wait for a connection while the database is up but every
+    /// connection is busy (other operations keep getting them); past it the store sheds load
+    /// with `StoreUnavailable`.
+    public var busyWaitLimit: Duration
     /// Tries in all of a transaction that PostgreSQL aborted with a serialization failure or a
     /// deadlock.
     public var transactionAttempts: Int
 
     public init(maximumConnections: Int = 20, connectTimeout: Duration = .seconds(2),
-                connectionWaitLimit: Duration = .seconds(3), transactionAttempts: Int = 3) {
+                connectionWaitLimit: Duration = .seconds(3), busyWaitLimit: Duration = .seconds(30),
+                transactionAttempts: Int = 3) {
         self.maximumConnections = maximumConnections
         self.connectTimeout = connectTimeout
         self.connectionWaitLimit = connectionWaitLimit
+        self.busyWaitLimit = busyWaitLimit
         self.transactionAttempts = transactionAttempts
     }
 }
@@ -40,6 +46,7 @@ public final class PostgresConcertStore: ConcertStore {
     let client: PostgresClient
     let logger: Logger
     let options: PostgresStoreOptions
+    let health = ConnectionHealth()
     public let url: PostgresURL
 
     /// `url` is `postgres://user[:password]@host[:port]/database`; see `PostgresURL`.

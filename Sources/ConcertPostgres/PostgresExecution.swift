@@ -8,12 +8,15 @@ import Synchronization
 /// it cannot reach as `StoreUnavailable`.
 extension PostgresConcertStore {
     /// Runs `body` on a pooled connection, failing with `StoreUnavailable` when no connection can
-    /// be had within `options.connectionWaitLimit`.
+    /// be had in time.
     ///
     /// PostgresClient queues a lease while it cannot connect (it keeps retrying in the background),
-    /// so without this limit a request would wait for as long as the database is down. The limit
-    /// covers only the wait for a connection: once `body` has started it runs to the end, so a
-    /// write is never reported as failed after it may have committed.
+    /// so without a limit a request would wait for as long as the database is down. After
+    /// `options.connectionWaitLimit` the wait ends, unless some other operation got a connection
+    /// within that time: then the database is up and merely busy, and the wait goes on up to
+    /// `options.busyWaitLimit`. The limits cover only the wait for a connection: once `body` has
+    /// started it runs to the end, so a write is never reported as failed after it may have
+    /// committed.
     func withConnection<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         do {
             return try await leaseWithinLimit(body)
@@ -55,7 +58,8 @@ extension PostgresConcertStore {
 
     private func leaseWithinLimit<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         let client = self.client
-        let limit = options.connectionWaitLimit
+        let health = self.health
+        let limit = options.connectionWaitLimit, busyLimit = options.busyWaitLimit
         let race = LeaseRace()
         return try await withThrowingTaskGroup(of: R?.self) { group in
             group.addTask {
@@ -64,6 +68,7 @@ extension PostgresConcertStore {
                         // Lost to the timer: the caller has been told the store is unavailable,
                         // so this operation must not run at all.
                         guard race.start() else { throw CancellationError() }
+                        health.connectionLeased()
                         return try await body(connection)
                     }
                 } catch {
@@ -74,9 +79,14 @@ extension PostgresConcertStore {
                 }
             }
             group.addTask {
+                let clock = ContinuousClock()
+                let started = clock.now
                 try await Task.sleep(for: limit)
+                while health.leasedSince(clock.now - limit) && clock.now - started < busyLimit {
+                    try await Task.sleep(for: .milliseconds(50))
+                }
                 guard race.giveUp() else { return nil } // `body` is running: wait for it.
-                throw StoreUnavailable("no PostgreSQL connection within \(limit)")
+                throw StoreUnavailable("no PostgreSQL connection within \(clock.now - started)")
             }
             while let next = try await group.next() {
                 if let result = next {
@@ -142,5 +152,18 @@ private final class LeaseRace: Sendable {
             state = .gaveUp
             return true
         }
+    }
+}
+
+/// When an operation of this store last got a connection: the sign that the database is up.
+final class ConnectionHealth: Sendable {
+    private let lastLease = Mutex<ContinuousClock.Instant?>(nil)
+
+    func connectionLeased() {
+        lastLease.withLock { $0 = ContinuousClock.now }
+    }
+
+    func leasedSince(_ instant: ContinuousClock.Instant) -> Bool {
+        lastLease.withLock { last in last.map { $0 >= instant } ?? false }
     }
 }

@@ -54,7 +54,7 @@ struct RedisConnectionPoolTests {
 
     @Test func manyConcurrentCommandsPipelineOnOneConnection() async throws {
         try await withPool(connections: 1) { pool in
-            let prefix = TestEnvironment.uniqueKeyPrefix("pipeline")
+            let key = TestEnvironment.uniqueKeyPrefix("pipeline") + "counters"
             // Every command names its own reply, so a reply matched with the wrong command shows.
             let replies = try await withThrowingTaskGroup(of: (Int, RESPValue).self) { group in
                 for index in 0..<2000 {
@@ -62,7 +62,7 @@ struct RedisConnectionPoolTests {
                         if index % 2 == 0 {
                             return (index, try await pool.send("ECHO", RESPArgument("reply-\(index)")))
                         }
-                        return (index, try await pool.send("INCRBY", RESPArgument(prefix + "\(index)"), RESPArgument(index)))
+                        return (index, try await pool.send("HINCRBY", RESPArgument(key), RESPArgument(index), RESPArgument(index)))
                     }
                 }
                 return try await group.reduce(into: [:]) { $0[$1.0] = $1.1 }
@@ -76,6 +76,7 @@ struct RedisConnectionPoolTests {
                 }
             }
             #expect(pool.openConnectionCount == 1)
+            _ = try await pool.send("DEL", RESPArgument(key))
         }
     }
 
@@ -130,14 +131,15 @@ struct RedisConnectionPoolTests {
     @Test func evalSHAFallsBackToEvalAfterScriptFlush() async throws {
         try await withPool(connections: 1) { pool in
             let script = RedisScript("return {KEYS[1], ARGV[1], 'v\(UInt32.random(in: 0 ... .max))'}")
+            // The hash we compute is the one Redis names the script by.
+            #expect(try await pool.send("SCRIPT", "LOAD", RESPArgument(script.source)).string == script.sha1)
             let first = try await pool.evalSHA(script, keys: ["k"], arguments: ["a"])
             #expect(first.array?.prefix(2) == [.bulkString(Array("k".utf8)), .bulkString(Array("a".utf8))])
-            // The hash we computed is the one Redis uses, so it now knows the script by it.
-            #expect(try await pool.send("SCRIPT", "EXISTS", RESPArgument(script.sha1)) == .array([.integer(1)]))
             _ = try await pool.send("SCRIPT", "FLUSH")
             #expect(try await pool.send("SCRIPT", "EXISTS", RESPArgument(script.sha1)) == .array([.integer(0)]))
+            // Redis no longer knows the hash, so this answer can only have come through EVAL. (Other
+            // tests may flush scripts at any moment too, so nothing here relies on them staying.)
             #expect(try await pool.evalSHA(script, keys: ["k"], arguments: ["a"]) == first)
-            #expect(try await pool.send("SCRIPT", "EXISTS", RESPArgument(script.sha1)) == .array([.integer(1)]))
         }
     }
 
@@ -190,7 +192,7 @@ struct UnreachableRedisTests {
         } catch let error as RESPClientError {
             #expect(error.kind == .connectFailed)
         }
-        #expect(ContinuousClock.now - started < .seconds(2))
+        #expect(ContinuousClock.now - started < .seconds(4))
         // And again: a failed connect does not leave the slot stuck.
         await #expect(throws: RESPClientError.self) { _ = try await pool.send("PING") }
         await pool.close()
@@ -214,7 +216,8 @@ struct UnreachableRedisTests {
             }
             for try await kind in group { #expect(kind == .timeout) }
         }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // Generous bounds: the point is "fails, does not hang", and tests run in parallel on 2 cores.
+        #expect(ContinuousClock.now - started < .seconds(5))
         // The timed-out connection was dropped; the next command opens a new one and times out too.
         do {
             _ = try await pool.send("PING")
@@ -222,7 +225,7 @@ struct UnreachableRedisTests {
         } catch let error as RESPClientError {
             #expect(error.kind == .timeout)
         }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(ContinuousClock.now - started < .seconds(5))
         await pool.close()
     }
 }

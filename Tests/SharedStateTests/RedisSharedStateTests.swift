@@ -59,6 +59,7 @@ struct RedisSharedStateTests {
             try await group.waitForAll()
         }
         #expect(try await instanceA.counts(concertId: 4, now: t0.adding(seconds: 600)).active <= 3)
+        await TestEnvironment.deleteKeys(prefix: prefix, pool: poolA)
         await poolA.close()
         await poolB.close()
     }
@@ -77,9 +78,9 @@ struct RedisSharedStateTests {
         let cache = RedisResponseCache(pool: pool, keyPrefix: TestEnvironment.uniqueKeyPrefix())
         // The real clock is what Redis's PX follows; the cache's own check uses `now`.
         let now = WallClock.system.now()
-        try await cache.set(namespace: "n", key: "k", value: [1], expiresAt: now.adding(milliseconds: 100), now: now)
+        try await cache.set(namespace: "n", key: "k", value: [1], expiresAt: now.adding(milliseconds: 1000), now: now)
         #expect(try await cache.get(namespace: "n", key: "k", now: now) == [1])
-        let deadline = ContinuousClock.now + .seconds(3)
+        let deadline = ContinuousClock.now + .seconds(5)
         while try await cache.get(namespace: "n", key: "k", now: now) != nil, ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(20))
         }
@@ -132,7 +133,8 @@ struct UnavailableRedisTests {
         for (name, operation) in operations {
             let started = ContinuousClock.now
             await #expect(throws: SharedStateUnavailable.self, "\(label): \(name)") { try await operation() }
-            #expect(ContinuousClock.now - started < .seconds(2), "\(label): \(name) took too long")
+            // Generous: the point is "fails, does not hang", and tests run in parallel on 2 cores.
+            #expect(ContinuousClock.now - started < .seconds(4), "\(label): \(name) took too long")
         }
         await pool.close()
     }

@@ -24,6 +24,20 @@ enum TestEnvironment {
         getenv("CONCERT_TEST_REQUIRE_SERVICES").map { String(cString: $0) } == "1"
     }
 
+    /// Removes what a test left under its prefix (best effort: Redis for tests is throwaway).
+    static func deleteKeys(prefix: String, pool: RedisConnectionPool) async {
+        var cursor = "0"
+        repeat {
+            guard let reply = try? await pool.send("SCAN", RESPArgument(cursor), "MATCH", RESPArgument(prefix + "*"), "COUNT", 1000),
+                  let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array
+            else { return }
+            if !keys.isEmpty {
+                _ = try? await pool.send(RESPCommand("DEL", arguments: keys.compactMap { $0.bytes.map { RESPArgument(bytes: $0) } }))
+            }
+            cursor = next
+        } while cursor != "0"
+    }
+
     /// A key prefix no other test uses, so tests can share one Redis and run in parallel.
     static func uniqueKeyPrefix() -> String {
         "test:\(String(UInt64.random(in: .min ... .max), radix: 16)):"
@@ -61,7 +75,11 @@ struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
         if let url = TestEnvironment.redisURL {
             implementations.append(Implementation(name: "redis") {
                 let pool = try RedisConnectionPool(url: url, connections: 4)
-                return (redis(pool, TestEnvironment.uniqueKeyPrefix()), { await pool.close() })
+                let prefix = TestEnvironment.uniqueKeyPrefix()
+                return (redis(pool, prefix), {
+                    await TestEnvironment.deleteKeys(prefix: prefix, pool: pool)
+                    await pool.close()
+                })
             })
         }
         return implementations

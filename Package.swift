@@ -17,7 +17,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
-        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
@@ -31,7 +30,6 @@ let package = Package(
             name: "ConcertSQLite",
             dependencies: ["ConcertDomain", "ConcertStore", .product(name: "GRDB", package: "GRDB.swift")]
         ),
-/* INTEGRATION-PENDING-PG
         .target(
             name: "ConcertPostgres",
             dependencies: [
@@ -41,17 +39,9 @@ let package = Package(
             ]
         ),
 
-INTEGRATION-PENDING-PG */
         // Waiting room and cache protocols with their in-process implementations.
-        .target(
-            name: "SharedState",
-            dependencies: [
-                "ConcertDomain",
-                .product(name: "DequeModule", package: "swift-collections"),
-            ]
-        ),
+        .target(name: "SharedState", dependencies: ["ConcertDomain"]),
 
-/* INTEGRATION-PENDING-REDIS
         // A small RESP2 client on SwiftNIO (no Swift Redis package can be installed here).
         .target(
             name: "RESPClient",
@@ -67,13 +57,12 @@ INTEGRATION-PENDING-PG */
             dependencies: ["ConcertDomain", "SharedState", "RESPClient"]
         ),
 
-INTEGRATION-PENDING-REDIS */
         // HTTP layer: routes, auth, errors, wiring.
         .target(
             name: "ConcertAPI",
             dependencies: [
-                "ConcertDomain", "ConcertStore", "ConcertSQLite", "SharedState",
-                // INTEGRATION-PENDING "ConcertPostgres", "ConcertRedis",
+                "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres", "SharedState",
+                "ConcertRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -93,17 +82,19 @@ INTEGRATION-PENDING-REDIS */
         ),
 
         .testTarget(name: "ConcertDomainTests", dependencies: ["ConcertDomain"]),
-/* INTEGRATION-PENDING
         .testTarget(
             name: "ConcertStoreTests",
-            dependencies: ["ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres"]
+            dependencies: [
+                "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "SharedStateTests",
             dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient"]
         ),
         .testTarget(name: "RESPClientTests", dependencies: ["RESPClient"]),
-INTEGRATION-PENDING */
         .testTarget(
             name: "ConcertAPITests",
             dependencies: [

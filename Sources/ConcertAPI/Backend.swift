@@ -28,7 +28,7 @@ struct Backend {
                 throw ConfigError("cannot open the SQLite database at '\(path)': \(error)")
             }
         } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let postgres = try makePostgresStore(url: url, logger: logger)
+            let postgres = try Backend.makePostgresStore(url: url, logger: logger)
             store = postgres.store
             services.append(postgres.service)
         } else {
@@ -36,7 +36,7 @@ struct Backend {
         }
 
         if let redisURL = config.redisURL {
-            let redis = try makeRedisState(url: redisURL, policy: config.queue, logger: logger)
+            let redis = try Backend.makeRedisState(url: redisURL, policy: config.queue, logger: logger)
             return Backend(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
                            services: services + redis.services)
         }

@@ -82,7 +82,8 @@ extension PostgresConcertStore {
                 let clock = ContinuousClock()
                 let started = clock.now
                 try await Task.sleep(for: limit)
-                while health.leasedSince(clock.now - limit) && clock.now - started < busyLimit {
+                // Others still get connections: the database is busy, not gone; keep waiting.
+                while !race.hasStarted && health.leasedSince(clock.now - limit) && clock.now - started < busyLimit {
                     try await Task.sleep(for: .milliseconds(50))
                 }
                 guard race.giveUp() else { return nil } // `body` is running: wait for it.
@@ -134,6 +135,8 @@ extension PostgresConcertStore {
 private final class LeaseRace: Sendable {
     private enum State { case waiting, started, gaveUp }
     private let state = Mutex(State.waiting)
+
+    var hasStarted: Bool { state.withLock { $0 == .started } }
 
     /// The operation has its connection: true when it may run.
     func start() -> Bool {

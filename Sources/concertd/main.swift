@@ -113,6 +113,12 @@ func exitOnConfigError<T>(_ body: () async throws -> T) async throws -> T {
     } catch let error as ConfigError {
         FileHandle.standardError.write(Data("concertd: \(error.description)\n".utf8))
         throw ExitCode(2)
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        let line = String(describing: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        FileHandle.standardError.write(Data("concertd: \(line)\n".utf8))
+        throw ExitCode(1)
     }
 }
 

@@ -1,0 +1,46 @@
+import ConcertDomain
+import ConcertPostgres
+import ConcertRedis
+import ConcertStore
+import Logging
+import ServiceLifecycle
+import SharedState
+
+/// Runs a connection pool for the life of the application and closes it on shutdown.
+struct ConnectionPoolService: Service {
+    let run: @Sendable () async -> Void
+    let close: @Sendable () async -> Void
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await run() }
+        await close()
+    }
+}
+
+extension Backend {
+    static func makePostgresStore(url: String, logger: Logger) throws -> (store: any ConcertStore, service: any Service) {
+        let store: PostgresConcertStore
+        do {
+            store = try PostgresConcertStore(url: url, logger: logger)
+        } catch {
+            throw ConfigError("CONCERT_DATABASE_URL: \(error)")
+        }
+        let service = ConnectionPoolService(run: { await store.run() }, close: {})
+        return (store, service)
+    }
+
+    static func makeRedisState(url: String, policy: QueuePolicy, logger: Logger) throws
+        -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, services: [any Service]) {
+        let pool: RedisConnectionPool
+        do {
+            pool = try RedisConnectionPool(url: url, connections: 4, logger: logger)
+        } catch {
+            throw ConfigError("CONCERT_REDIS_URL: \(error)")
+        }
+        let service = ConnectionPoolService(run: {
+            // The pool connects on demand; this service only exists to close it at shutdown.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        }, close: { await pool.close() })
+        return (RedisWaitingRoom(pool: pool, policy: policy), RedisResponseCache(pool: pool), RedisRateLimiter(pool: pool), [service])
+    }
+}

@@ -1,0 +1,184 @@
+import ConcertAPI
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import Testing
+
+/// A `concertd` process started from the built binary, on a free port.
+final class ConcertdProcess: @unchecked Sendable {
+    let process = Process()
+    let baseURL: URL
+    private let output = Pipe()
+
+    static var binary: URL {
+        // Tests/ConcertAPITests/ProcessTests.swift → repository root → .build/debug/concertd
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let candidates = ["debug", "release"].map { root.appendingPathComponent(".build/\($0)/concertd") }
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0]
+    }
+
+    /// Starts `concertd serve` with `arguments` and waits until it prints where it listens.
+    init(arguments: [String], environment: [String: String] = [:]) async throws {
+        process.executableURL = Self.binary
+        process.arguments = ["serve", "--port", "0"] + arguments
+        var env = ProcessInfo.processInfo.environment
+        env["LOG_LEVEL"] = "warning"
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var seen = Data()
+        let handle = output.fileHandleForReading
+        let deadline = Date().addingTimeInterval(30)
+        var url: URL?
+        while url == nil, Date() < deadline, process.isRunning {
+            let chunk = handle.availableData
+            if chunk.isEmpty { try await Task.sleep(for: .milliseconds(20)); continue }
+            seen.append(chunk)
+            let text = String(decoding: seen, as: UTF8.self)
+            if let range = text.range(of: #"listening on (http://[0-9.]+:[0-9]+)"#, options: .regularExpression) {
+                url = URL(string: String(text[range].dropFirst("listening on ".count)))
+            }
+        }
+        guard let url else {
+            process.terminate()
+            throw ProcessError.didNotStart(String(decoding: seen, as: UTF8.self))
+        }
+        baseURL = url
+    }
+
+    enum ProcessError: Error { case didNotStart(String) }
+
+    func stop() async -> Int32 {
+        if process.isRunning { process.terminate() }
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.terminationStatus
+    }
+
+    func request(_ method: String, _ path: String, token: String? = nil, queueToken: String? = nil,
+                 body: String? = nil) async throws -> (status: Int, json: [String: Any]) {
+        var request = URLRequest(url: baseURL.appendingPathComponent(path))
+        request.httpMethod = method
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let queueToken { request.setValue(queueToken, forHTTPHeaderField: "Queue-Token") }
+        if let body {
+            request.httpBody = Data(body.utf8)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let json = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:]
+        return ((response as! HTTPURLResponse).statusCode, json)
+    }
+}
+
+/// Runs the `concertd` binary to completion and returns its exit status and standard error.
+func runConcertd(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stderr: String, stdout: String) {
+    let process = Process()
+    process.executableURL = ConcertdProcess.binary
+    process.arguments = arguments
+    var env = ProcessInfo.processInfo.environment
+    env["CONCERT_JWT_SECRET"] = nil
+    for (key, value) in environment { env[key] = value }
+    process.environment = env
+    let errors = Pipe(), output = Pipe()
+    process.standardError = errors
+    process.standardOutput = output
+    try process.run()
+    while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+    return (process.terminationStatus, String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
+            String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+}
+
+@Suite("The concertd binary", .serialized)
+struct ProcessTests {
+    @Test func devModeServesTheDemoAndBooksASeatEndToEnd() async throws {
+        let path = temporarySQLitePath()
+        let server = try await ConcertdProcess(arguments: ["--dev", "--database-url", "sqlite:" + path])
+        let token = try await runConcertd(["token", "--user", "42"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let concerts = try await server.request("GET", "v1/concerts")
+        #expect(concerts.status == 200)
+        let first = (concerts.json["concerts"] as? [[String: Any]])?.first
+        let concertId = try #require(first?["id"] as? Int)
+        let queue = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: token)
+        #expect(queue.status == 201)
+        let queueToken = try #require(queue.json["token"] as? String)
+        let schedules = try await server.request("GET", "v1/concerts/\(concertId)/schedules", token: token, queueToken: queueToken)
+        let scheduleId = try #require((schedules.json["schedules"] as? [[String: Any]])?.first?["id"] as? Int)
+        let hold = try await server.request("POST", "v1/reservations", token: token, queueToken: queueToken,
+                                            body: #"{"scheduleId": \#(scheduleId), "seatNumber": 7}"#)
+        #expect(hold.status == 201)
+        #expect(try await server.request("POST", "v1/points/charges", token: token, body: #"{"amount": 1000000}"#).status == 200)
+        let paid = try await server.request("POST", "v1/payments", token: token, queueToken: queueToken,
+                                            body: #"{"reservationId": \#(hold.json["id"] as! Int)}"#)
+        #expect(paid.status == 201)
+        #expect(paid.json["status"] as? String == "PAID")
+        #expect(await server.stop() == 0, "SIGTERM is a graceful shutdown")
+    }
+
+    @Test func withoutASecretOrDevTheServerRefusesToStart() async throws {
+        let result = try await runConcertd(["serve", "--port", "0", "--database-url", "sqlite::memory:"])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("CONCERT_JWT_SECRET"))
+        #expect(!result.stderr.contains("Fatal error"))
+    }
+
+    @Test func unusableDatabaseURLsGiveOneClearLine() async throws {
+        for url in ["mysql://x", "sqlite:", "sqlite:/nonexistent-dir/x/y.sqlite"] {
+            let result = try await runConcertd(["serve", "--dev", "--port", "0", "--database-url", url])
+            #expect(result.status != 0, "\(url)")
+            #expect(result.stderr.hasPrefix("concertd: "), "\(url): \(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(url): \(result.stderr)")
+        }
+    }
+
+    @Test func migrateBringsAnEmptyDatabaseUpToDate() async throws {
+        let path = temporarySQLitePath()
+        let result = try await runConcertd(["migrate", "--database-url", "sqlite:" + path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let again = try await runConcertd(["migrate", "--database-url", "sqlite:" + path])
+        #expect(again.status == 0, "migrating twice is a no-op")
+    }
+
+    /// Two processes on one SQLite file: the database, not a process, decides who gets a seat.
+    @Test func twoProcessesOnOneSQLiteFileNeverDoubleBook() async throws {
+        let path = temporarySQLitePath()
+        let env = ["CONCERT_JWT_SECRET": testSecret]
+        _ = try await runConcertd(["migrate", "--database-url", "sqlite:" + path])
+        let a = try await ConcertdProcess(arguments: ["--database-url", "sqlite:" + path], environment: env)
+        let b = try await ConcertdProcess(arguments: ["--database-url", "sqlite:" + path], environment: env)
+        let admin = try await ConcertService.token(secret: testSecret, userId: 1, admin: true, ttlSeconds: 600)
+        let concert = try await a.request("POST", "v1/admin/concerts", token: admin, body: """
+            {"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "2020-01-01T00:00:00Z", "bookingClosesAt": "2099-01-01T00:00:00Z"}
+            """)
+        let concertId = try #require(concert.json["id"] as? Int)
+        let schedule = try await b.request("POST", "v1/admin/concerts/\(concertId)/schedules", token: admin,
+                                           body: #"{"startsAt": "2098-01-01T00:00:00Z", "price": 10, "seatCount": 5}"#)
+        let scheduleId = try #require(schedule.json["id"] as? Int)
+        // Each process has its own in-process waiting room: users join on the process they use.
+        var users: [(server: ConcertdProcess, token: String, queue: String)] = []
+        for user in 100..<160 {
+            let server = user % 2 == 0 ? a : b
+            let token = try await ConcertService.token(secret: testSecret, userId: Int64(user), admin: false, ttlSeconds: 600)
+            let queue = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: token)
+            users.append((server, token, queue.json["token"] as! String))
+        }
+        let gate = StartGate()
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for (server, token, queue) in users {
+                group.addTask {
+                    await gate.wait()
+                    return try await server.request("POST", "v1/reservations", token: token, queueToken: queue,
+                                                    body: #"{"scheduleId": \#(scheduleId), "seatNumber": 3}"#).status
+                }
+            }
+            await gate.open()
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0 == 201 }.count == 1, "\(statuses)")
+        #expect(statuses.filter { $0 == 409 }.count == 59)
+        _ = await a.stop()
+        _ = await b.stop()
+    }
+}

@@ -86,6 +86,7 @@ let package = Package(
             name: "ConcertStoreTests",
             dependencies: [
                 "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres",
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -81,11 +81,21 @@ let package = Package(
             ]
         ),
 
+        // Helpers shared by the test targets (throwaway databases, a start gate for races).
+        .target(
+            name: "ConcertTestSupport",
+            dependencies: [
+                "ConcertPostgres",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/ConcertTestSupport"
+        ),
         .testTarget(name: "ConcertDomainTests", dependencies: ["ConcertDomain"]),
         .testTarget(
             name: "ConcertStoreTests",
             dependencies: [
-                "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres",
+                "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres", "ConcertTestSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -99,7 +109,7 @@ let package = Package(
         .testTarget(
             name: "ConcertAPITests",
             dependencies: [
-                "ConcertAPI", "ConcertDomain", "ConcertStore",
+                "ConcertAPI", "ConcertDomain", "ConcertStore", "ConcertTestSupport", "RESPClient",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),

@@ -7,6 +7,8 @@ public struct AppConfig: Sendable {
     public var port = 8080
     public var databaseURL = "sqlite:concert.sqlite"
     public var redisURL: String?
+    /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
+    public var redisKeyPrefix = "concertd:"
     public var jwtSecret: String?
     public var dev = false
     /// Fill demo concerts when the database is empty (dev mode) or when asked (`--demo`).
@@ -51,6 +53,7 @@ extension AppConfig {
         if let port = try int("CONCERT_PORT", 0...65535) { config.port = Int(port) }
         if let url = environment["CONCERT_DATABASE_URL"], !url.isEmpty { config.databaseURL = url }
         if let url = environment["CONCERT_REDIS_URL"], !url.isEmpty { config.redisURL = url }
+        if let prefix = environment["CONCERT_REDIS_KEY_PREFIX"], !prefix.isEmpty { config.redisKeyPrefix = prefix }
         if let secret = environment["CONCERT_JWT_SECRET"], !secret.isEmpty { config.jwtSecret = secret }
         if let value = try int("CONCERT_HOLD_SECONDS", 1...86_400) { config.rules.holdMilliseconds = value * 1000 }
         if let value = try int("CONCERT_QUEUE_MAX_ACTIVE", 1...1_000_000) { config.queue.maxActive = Int(value) }

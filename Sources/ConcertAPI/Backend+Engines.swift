@@ -29,7 +29,7 @@ extension Backend {
         return (store, service)
     }
 
-    static func makeRedisState(url: String, policy: QueuePolicy, logger: Logger) throws
+    static func makeRedisState(url: String, keyPrefix: String, policy: QueuePolicy, logger: Logger) throws
         -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, services: [any Service]) {
         let pool: RedisConnectionPool
         do {
@@ -41,6 +41,7 @@ extension Backend {
             // The pool connects on demand; this service only exists to close it at shutdown.
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
         }, close: { await pool.close() })
-        return (RedisWaitingRoom(pool: pool, policy: policy), RedisResponseCache(pool: pool), RedisRateLimiter(pool: pool), [service])
+        return (RedisWaitingRoom(pool: pool, policy: policy, keyPrefix: keyPrefix), RedisResponseCache(pool: pool, keyPrefix: keyPrefix),
+                RedisRateLimiter(pool: pool, keyPrefix: keyPrefix), [service])
     }
 }

@@ -36,7 +36,7 @@ struct Backend {
         }
 
         if let redisURL = config.redisURL {
-            let redis = try Backend.makeRedisState(url: redisURL, policy: config.queue, logger: logger)
+            let redis = try Backend.makeRedisState(url: redisURL, keyPrefix: config.redisKeyPrefix, policy: config.queue, logger: logger)
             return Backend(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
                            services: services + redis.services)
         }

@@ -17,9 +17,10 @@ struct Idempotency: Sendable {
     struct Scope: Sendable {
         let userId: Int64
         let key: String?
+        let claimedAt: Timestamp
 
         func callAsFunction<Result>(_ render: @escaping @Sendable (Result) throws -> StoredResponse) -> IdempotentCompletion<Result>? {
-            key.map { IdempotentCompletion(userId: userId, key: $0, render: render) }
+            key.map { IdempotentCompletion(userId: userId, key: $0, claimedAt: claimedAt, render: render) }
         }
     }
 
@@ -30,12 +31,13 @@ struct Idempotency: Sendable {
     func run(request: Request, userId: Int64, fingerprint: String,
              _ operation: (Scope) async throws -> Response) async throws -> Response {
         guard let key = request.headers[.idempotencyKey] else {
-            return try await operation(Scope(userId: userId, key: nil))
+            return try await operation(Scope(userId: userId, key: nil, claimedAt: clock.now()))
         }
         guard Self.validKey(key) else {
             throw APIError.validationFailed("Idempotency-Key must be 1 to 255 printable ASCII characters")
         }
-        switch try await store.claim(userId: userId, key: key, fingerprint: fingerprint, now: clock.now(),
+        let claimedAt = clock.now()
+        switch try await store.claim(userId: userId, key: key, fingerprint: fingerprint, now: claimedAt,
                                      leaseMilliseconds: Self.leaseMilliseconds, retentionMilliseconds: Self.retentionMilliseconds) {
         case .replay(let stored):
             var response = JSONBody.response(bytes: stored.body, status: .init(code: stored.status))
@@ -47,9 +49,9 @@ struct Idempotency: Sendable {
             throw DomainError.idempotencyKeyReused
         case .proceed:
             do {
-                return try await operation(Scope(userId: userId, key: key))
+                return try await operation(Scope(userId: userId, key: key, claimedAt: claimedAt))
             } catch {
-                try? await store.release(userId: userId, key: key)
+                try? await store.release(userId: userId, key: key, claimedAt: claimedAt)
                 throw error
             }
         }

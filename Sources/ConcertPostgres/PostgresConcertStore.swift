@@ -403,11 +403,12 @@ public final class PostgresConcertStore: ConcertStore {
         }
     }
 
-    public func release(userId: Int64, key: String) async throws {
+    public func release(userId: Int64, key: String, claimedAt: Timestamp) async throws {
         let logger = self.logger
         try await withConnection { connection in
             _ = try await connection.query("""
                 DELETE FROM idempotency_keys WHERE user_id = \(userId) AND key = \(key) AND state = 'RUNNING'
+                  AND created_at = \(claimedAt.milliseconds)
                 """, logger: logger).collect()
         }
     }
@@ -415,11 +416,14 @@ public final class PostgresConcertStore: ConcertStore {
     private static func complete<R>(on connection: PostgresConnection, logger: Logger,
                                     _ completion: IdempotentCompletion<R>, with result: R) async throws {
         let response = try completion.render(result)
-        try await connection.query("""
+        let updated = try await connection.query("""
             UPDATE idempotency_keys SET state = 'DONE', response_status = \(response.status),
               response_body = \(ByteBuffer(bytes: response.body))
-            WHERE user_id = \(completion.userId) AND key = \(completion.key)
-            """, logger: logger)
+            WHERE user_id = \(completion.userId) AND key = \(completion.key) AND state = 'RUNNING'
+              AND created_at = \(completion.claimedAt.milliseconds)
+            RETURNING 1
+            """, logger: logger).collect()
+        guard updated.count == 1 else { throw DomainError.idempotencyKeyInUse }
     }
 
     // MARK: Queries and rows

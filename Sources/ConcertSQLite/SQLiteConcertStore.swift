@@ -296,10 +296,11 @@ public final class SQLiteConcertStore: ConcertStore {
         }
     }
 
-    public func release(userId: Int64, key: String) async throws {
+    public func release(userId: Int64, key: String, claimedAt: Timestamp) async throws {
         try await writer.write { db in
-            try db.execute(sql: "DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND state = 'RUNNING'",
-                           arguments: [userId, key])
+            try db.execute(sql: """
+                DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND state = 'RUNNING' AND created_at = ?
+                """, arguments: [userId, key, claimedAt.milliseconds])
         }
     }
 
@@ -307,8 +308,9 @@ public final class SQLiteConcertStore: ConcertStore {
         let response = try completion.render(result)
         try db.execute(sql: """
             UPDATE idempotency_keys SET state = 'DONE', response_status = ?, response_body = ?
-            WHERE user_id = ? AND key = ?
-            """, arguments: [response.status, Data(response.body), completion.userId, completion.key])
+            WHERE user_id = ? AND key = ? AND state = 'RUNNING' AND created_at = ?
+            """, arguments: [response.status, Data(response.body), completion.userId, completion.key, completion.claimedAt.milliseconds])
+        guard db.changesCount == 1 else { throw DomainError.idempotencyKeyInUse }
     }
 
     // MARK: Rows

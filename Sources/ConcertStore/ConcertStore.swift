@@ -100,13 +100,19 @@ public enum IdempotencyClaim: Sendable, Equatable {
 
 /// How a successful idempotent write records its answer in the same transaction as the write,
 /// so that a crash between the two can never let a retry act twice.
+///
+/// `claimedAt` is the `now` of the claim this write belongs to. It fences a slow request whose
+/// claim was taken over after its lease: its completion finds the row claimed at another time,
+/// throws `DomainError.idempotencyKeyInUse`, and so rolls its own write back.
 public struct IdempotentCompletion<Result: Sendable>: Sendable {
     public var userId: Int64
     public var key: String
+    public var claimedAt: Timestamp
     public var render: @Sendable (Result) throws -> StoredResponse
-    public init(userId: Int64, key: String, render: @escaping @Sendable (Result) throws -> StoredResponse) {
+    public init(userId: Int64, key: String, claimedAt: Timestamp, render: @escaping @Sendable (Result) throws -> StoredResponse) {
         self.userId = userId
         self.key = key
+        self.claimedAt = claimedAt
         self.render = render
     }
 }
@@ -119,8 +125,9 @@ public protocol IdempotencyStore: Sendable {
     /// for `retentionMilliseconds`.
     func claim(userId: Int64, key: String, fingerprint: String, now: Timestamp,
                leaseMilliseconds: Int64, retentionMilliseconds: Int64) async throws -> IdempotencyClaim
-    /// Forgets a claim whose request could not complete (so a retry may act).
-    func release(userId: Int64, key: String) async throws
+    /// Forgets the claim made at `claimedAt` whose request could not complete (so a retry may
+    /// act). A claim that finished, or that another request took over, is left alone.
+    func release(userId: Int64, key: String, claimedAt: Timestamp) async throws
 }
 
 /// Everything the service keeps in its database.

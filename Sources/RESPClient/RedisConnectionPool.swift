@@ -41,7 +41,7 @@ public final class RedisConnectionPool: Sendable {
     public convenience init(
         url: String,
         connections: Int = 4,
-        connectTimeout: Duration = .seconds(1),
+        connectTimeout: Duration = .seconds(3),
         commandTimeout: Duration = .seconds(2),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "redis")
@@ -53,7 +53,7 @@ public final class RedisConnectionPool: Sendable {
     public init(
         url: RedisURL,
         connections: Int = 4,
-        connectTimeout: Duration = .seconds(1),
+        connectTimeout: Duration = .seconds(3),
         commandTimeout: Duration = .seconds(2),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "redis")

@@ -3,8 +3,8 @@ import Testing
 
 @Suite("Concerts and schedules")
 struct CatalogTests {
-    @Test func listShowsOnlyReservableConcertsInIdOrder() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func listShowsOnlyReservableConcertsInIdOrder(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let open = try await api.openConcert()
             _ = try await api.openConcert(opens: -7200, closes: -3600)  // window closed
             _ = try await api.openConcert(opens: 3600, closes: 7200)    // window not yet open
@@ -18,8 +18,8 @@ struct CatalogTests {
         }
     }
 
-    @Test func listPagesWithLimitAndAfter() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func listPagesWithLimitAndAfter(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             var ids: [Int64] = []
             for _ in 0..<5 { ids.append(try await api.openConcert().concertId) }
             let first = try await api.call(.get, "/v1/concerts?limit=2")
@@ -33,8 +33,8 @@ struct CatalogTests {
         }
     }
 
-    @Test func cachedListIsInvalidatedByAdminWritesAndExpiresWhenAWindowCloses() async throws {
-        try await withAPI(configure: { $0.cacheTTLMilliseconds = 3_600_000 }) { api in
+    @Test(arguments: TestBackend.all) func cachedListIsInvalidatedByAdminWritesAndExpiresWhenAWindowCloses(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.cacheTTLMilliseconds = 3_600_000 }) { api in
             let first = try await api.openConcert(closes: 100)
             #expect(try await api.call(.get, "/v1/concerts").array("concerts").count == 1)
             let second = try await api.openConcert()
@@ -45,8 +45,8 @@ struct CatalogTests {
         }
     }
 
-    @Test func concertDetailsAndReservableFlag() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func concertDetailsAndReservableFlag(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let open = try await api.openConcert()
             let shown = try await api.call(.get, "/v1/concerts/\(open.concertId)")
             #expect(shown.status == 200)
@@ -59,8 +59,8 @@ struct CatalogTests {
         }
     }
 
-    @Test func adminCreateEchoesTimesAndValidates() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func adminCreateEchoesTimesAndValidates(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let created = try await api.call(.post, "/v1/admin/concerts", user: 1, admin: true, json: """
                 {"title": " Gala ", "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-01T10:00:00Z", "bookingClosesAt": "2026-12-24T19:00:00Z"}
                 """)
@@ -104,8 +104,8 @@ struct CatalogTests {
         }
     }
 
-    @Test func schedulesAndSeatsNeedAnActiveTokenForThatConcert() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func schedulesAndSeatsNeedAnActiveTokenForThatConcert(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(seats: 10, price: 3000)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let schedules = try await api.call(.get, "/v1/concerts/\(concert.concertId)/schedules", user: 5, queueToken: token)
@@ -128,8 +128,8 @@ struct CatalogTests {
         }
     }
 
-    @Test func schedulesOfAConcertWhoseWindowClosedAre409() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func schedulesOfAConcertWhoseWindowClosedAre409(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(closes: 60)
             let token = try await api.activeToken(concert.concertId, user: 5)
             api.clock.advance(seconds: 61)

@@ -4,8 +4,8 @@ import Testing
 
 @Suite("Points and payments")
 struct PointsAndPaymentTests {
-    @Test func chargesAddUpAndHistoryIsNewestFirst() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func chargesAddUpAndHistoryIsNewestFirst(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             #expect(try await api.call(.get, "/v1/points", user: 5).int("balance") == 0)
             #expect(try await api.charge(1000, user: 5).int("balance") == 1000)
             #expect(try await api.charge(250, user: 5).int("balance") == 1250)
@@ -17,8 +17,8 @@ struct PointsAndPaymentTests {
         }
     }
 
-    @Test func invalidAmountsAre422AndChangeNothing() async throws {
-        try await withAPI(configure: { $0.rules.maxCharge = 10_000_000 }) { api in
+    @Test(arguments: TestBackend.all) func invalidAmountsAre422AndChangeNothing(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.rules.maxCharge = 10_000_000 }) { api in
             for amount in [0, -1, 10_000_001] as [Int64] {
                 let reply = try await api.charge(amount, user: 5)
                 #expect(reply.status == 422 && reply.code == "INVALID_AMOUNT", "amount \(amount)")
@@ -34,8 +34,8 @@ struct PointsAndPaymentTests {
         }
     }
 
-    @Test func aBodyOver64KiBIs413() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func aBodyOver64KiBIs413(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let padding = String(repeating: " ", count: 70 * 1024)
             let reply = try await api.call(.post, "/v1/points/charges", user: 5, json: #"{"amount": 5\#(padding)}"#)
             #expect(reply.status == 413 && reply.code == "PAYLOAD_TOO_LARGE")
@@ -43,8 +43,8 @@ struct PointsAndPaymentTests {
         }
     }
 
-    @Test func payingConfirmsSellsDeductsAndEndsTheQueueToken() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func payingConfirmsSellsDeductsAndEndsTheQueueToken(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(price: 3000)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let hold = try await api.hold(concert.scheduleId, seat: 4, user: 5, token: token)
@@ -76,8 +76,8 @@ struct PointsAndPaymentTests {
         }
     }
 
-    @Test func insufficientPointsIs402AndChangesNothing() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func insufficientPointsIs402AndChangesNothing(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(price: 3000)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let hold = try await api.hold(concert.scheduleId, seat: 4, user: 5, token: token)
@@ -93,8 +93,8 @@ struct PointsAndPaymentTests {
         }
     }
 
-    @Test func aHoldNotPaidInTimeIs410AndTheSeatIsFree() async throws {
-        try await withAPI(configure: { $0.rules.holdMilliseconds = 60_000 }) { api in
+    @Test(arguments: TestBackend.all) func aHoldNotPaidInTimeIs410AndTheSeatIsFree(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.rules.holdMilliseconds = 60_000 }) { api in
             let concert = try await api.openConcert(price: 3000)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let hold = try await api.hold(concert.scheduleId, seat: 4, user: 5, token: token)
@@ -108,8 +108,8 @@ struct PointsAndPaymentTests {
         }
     }
 
-    @Test func paymentNeedsTheCallersReservationAndAQueueToken() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func paymentNeedsTheCallersReservationAndAQueueToken(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(price: 100)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let theirs = try await api.activeToken(concert.concertId, user: 6)
@@ -130,8 +130,8 @@ struct PointsAndPaymentTests {
 
 @Suite("Idempotency-Key")
 struct IdempotencyTests {
-    @Test func aRepeatedChargeReplaysWithoutActingAgain() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func aRepeatedChargeReplaysWithoutActingAgain(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let first = try await api.charge(700, user: 5, key: "charge-1")
             let second = try await api.charge(700, user: 5, key: "charge-1")
             #expect(first.status == 200 && second.status == 200)
@@ -145,8 +145,8 @@ struct IdempotencyTests {
         }
     }
 
-    @Test func aRepeatedPaymentReplaysAfterTheTokenEnded() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func aRepeatedPaymentReplaysAfterTheTokenEnded(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(price: 300)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let hold = try await api.hold(concert.scheduleId, seat: 1, user: 5, token: token)
@@ -160,8 +160,8 @@ struct IdempotencyTests {
         }
     }
 
-    @Test func aFailedRequestFreesItsKey() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func aFailedRequestFreesItsKey(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(price: 300)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let hold = try await api.hold(concert.scheduleId, seat: 1, user: 5, token: token)
@@ -171,8 +171,8 @@ struct IdempotencyTests {
         }
     }
 
-    @Test func keysMustBePrintableAsciiUpTo255() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func keysMustBePrintableAsciiUpTo255(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let tooLong = try await api.charge(5, user: 5, key: String(repeating: "k", count: 256))
             #expect(tooLong.code == "VALIDATION_FAILED")
             let longest = try await api.charge(5, user: 5, key: String(repeating: "k", count: 255))
@@ -181,8 +181,8 @@ struct IdempotencyTests {
         }
     }
 
-    @Test func concurrentRepeatsActOnce() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func concurrentRepeatsActOnce(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let replies = try await withThrowingTaskGroup(of: Reply.self) { group in
                 for _ in 0..<20 { group.addTask { try await api.charge(100, user: 5, key: "same") } }
                 return try await group.reduce(into: []) { $0.append($1) }

@@ -1,4 +1,5 @@
 import ConcertAPI
+import ConcertTestSupport
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -59,7 +60,13 @@ final class ConcertdProcess: @unchecked Sendable {
 
     func request(_ method: String, _ path: String, token: String? = nil, queueToken: String? = nil,
                  body: String? = nil) async throws -> (status: Int, json: [String: Any]) {
+        try await requestWithHeaders(method, path, token: token, queueToken: queueToken, headers: [:], body: body)
+    }
+
+    func requestWithHeaders(_ method: String, _ path: String, token: String? = nil, queueToken: String? = nil,
+                            headers: [String: String], body: String? = nil) async throws -> (status: Int, json: [String: Any]) {
         var request = URLRequest(url: baseURL.appendingPathComponent(path))
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
         request.httpMethod = method
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         if let queueToken { request.setValue(queueToken, forHTTPHeaderField: "Queue-Token") }
@@ -173,7 +180,7 @@ struct ProcessTests {
                                                     body: #"{"scheduleId": \#(scheduleId), "seatNumber": 3}"#).status
                 }
             }
-            await gate.open()
+            await gate.open(whenArrived: users.count)
             return try await group.reduce(into: []) { $0.append($1) }
         }
         #expect(statuses.filter { $0 == 201 }.count == 1, "\(statuses)")

@@ -4,8 +4,8 @@ import Testing
 
 @Suite("Waiting room over HTTP")
 struct QueueTests {
-    @Test func joinCreatesOnceThenReturnsTheSameToken() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func joinCreatesOnceThenReturnsTheSameToken(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert()
             let first = try await api.join(concert.concertId, user: 5)
             #expect(first.status == 201)
@@ -19,8 +19,8 @@ struct QueueTests {
         }
     }
 
-    @Test func joinAnswers404And409() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func joinAnswers404And409(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             #expect(try await api.join(999, user: 5).code == "CONCERT_NOT_FOUND")
             let closed = try await api.openConcert(opens: -7200, closes: -3600)
             let reply = try await api.join(closed.concertId, user: 5)
@@ -30,8 +30,8 @@ struct QueueTests {
         }
     }
 
-    @Test func lineIsFirstComeFirstServedAndLeavingAdmitsTheHead() async throws {
-        try await withAPI(configure: { $0.queue = QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 60) }) { api in
+    @Test(arguments: TestBackend.all) func lineIsFirstComeFirstServedAndLeavingAdmitsTheHead(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.queue = QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 60) }) { api in
             let concert = try await api.openConcert()
             let a = try await api.join(concert.concertId, user: 1)
             let b = try await api.join(concert.concertId, user: 2)
@@ -56,8 +56,8 @@ struct QueueTests {
         }
     }
 
-    @Test func activeTokensRunOutAndTheNextIsAdmitted() async throws {
-        try await withAPI(configure: { $0.queue = QueuePolicy(maxActive: 1, activeSeconds: 30, idleSeconds: 600) }) { api in
+    @Test(arguments: TestBackend.all) func activeTokensRunOutAndTheNextIsAdmitted(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.queue = QueuePolicy(maxActive: 1, activeSeconds: 30, idleSeconds: 600) }) { api in
             let concert = try await api.openConcert()
             let a = try await api.join(concert.concertId, user: 1)
             let b = try await api.join(concert.concertId, user: 2)
@@ -67,8 +67,8 @@ struct QueueTests {
         }
     }
 
-    @Test func aWaiterWhoStopsPollingLosesTheirPlace() async throws {
-        try await withAPI(configure: { $0.queue = QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 20) }) { api in
+    @Test(arguments: TestBackend.all) func aWaiterWhoStopsPollingLosesTheirPlace(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.queue = QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 20) }) { api in
             let concert = try await api.openConcert()
             _ = try await api.join(concert.concertId, user: 1)
             let b = try await api.join(concert.concertId, user: 2)
@@ -85,8 +85,8 @@ struct QueueTests {
     /// The contract's "a freed slot goes to the head of the line within 1 second": nobody polls,
     /// only the sweeper can admit. The admission time shows in `activeUntil` (admission + 30 s),
     /// read after the clock has moved on by 10 s: a lazy admission at read time would show +10 s.
-    @Test func aFreedSlotReachesTheHeadWithinOneSecondWithoutAnyPoll() async throws {
-        try await withAPI(configure: { $0.queue = QueuePolicy(maxActive: 1, activeSeconds: 30, idleSeconds: 3600) }) { api in
+    @Test(arguments: TestBackend.all) func aFreedSlotReachesTheHeadWithinOneSecondWithoutAnyPoll(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.queue = QueuePolicy(maxActive: 1, activeSeconds: 30, idleSeconds: 3600) }) { api in
             let concert = try await api.openConcert()
             _ = try await api.join(concert.concertId, user: 1)
             let b = try await api.join(concert.concertId, user: 2)
@@ -102,8 +102,8 @@ struct QueueTests {
         }
     }
 
-    @Test func queueTokenHeaderRules() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func queueTokenHeaderRules(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert()
             let token = try await api.activeToken(concert.concertId, user: 5)
             #expect(try await api.call(.get, "/v1/queue/tokens/current", user: 5).code == "QUEUE_TOKEN_MISSING")

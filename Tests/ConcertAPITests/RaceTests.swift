@@ -1,12 +1,13 @@
 import ConcertDomain
+import ConcertTestSupport
 import Foundation
 import Testing
 
 /// Many requests released together against a real SQLite file (WAL, a pool of connections).
 @Suite("Races through HTTP on SQLite")
 struct RaceTests {
-    @Test func twoHundredHoldsOnOneSeatMakeExactlyOneReservation() async throws {
-        try await withAPI(databaseURL: "sqlite:" + temporarySQLitePath()) { api in
+    @Test(arguments: TestBackend.races) func twoHundredHoldsOnOneSeatMakeExactlyOneReservation(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert()
             var tokens: [Int64: String] = [:]
             for user in Int64(100)..<300 { tokens[user] = try await api.activeToken(concert.concertId, user: user) }
@@ -18,7 +19,7 @@ struct RaceTests {
                         return try await api.hold(concert.scheduleId, seat: 1, user: user, token: token).status
                     }
                 }
-                await gate.open()
+                await gate.open(whenArrived: tokens.count)
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(statuses.filter { $0 == 201 }.count == 1)
@@ -26,8 +27,8 @@ struct RaceTests {
         }
     }
 
-    @Test func oneHundredConcurrentChargesAllApply() async throws {
-        try await withAPI(databaseURL: "sqlite:" + temporarySQLitePath()) { api in
+    @Test(arguments: TestBackend.races) func oneHundredConcurrentChargesAllApply(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let gate = StartGate()
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for i in 1...100 {
@@ -36,7 +37,7 @@ struct RaceTests {
                         return try await api.charge(Int64(i), user: 5).status
                     }
                 }
-                await gate.open()
+                await gate.open(whenArrived: 100)
                 for try await status in group { #expect(status == 200) }
             }
             #expect(try await api.call(.get, "/v1/points", user: 5).int("balance") == 5050)
@@ -46,8 +47,8 @@ struct RaceTests {
         }
     }
 
-    @Test func concurrentPaymentsOfOneReservationChargeOnce() async throws {
-        try await withAPI(databaseURL: "sqlite:" + temporarySQLitePath()) { api in
+    @Test(arguments: TestBackend.races) func concurrentPaymentsOfOneReservationChargeOnce(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(price: 1000)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let hold = try await api.hold(concert.scheduleId, seat: 1, user: 5, token: token)
@@ -60,7 +61,7 @@ struct RaceTests {
                         return try await api.pay(hold.int("id")!, user: 5, token: token).status
                     }
                 }
-                await gate.open()
+                await gate.open(whenArrived: 20)
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(statuses.filter { $0 == 201 }.count == 1)
@@ -69,8 +70,8 @@ struct RaceTests {
         }
     }
 
-    @Test func oneUserRacingHoldsGetsOnlyTheLimit() async throws {
-        try await withAPI(databaseURL: "sqlite:" + temporarySQLitePath(), configure: { $0.rules.maxHoldsPerUser = 4 }) { api in
+    @Test(arguments: TestBackend.races) func oneUserRacingHoldsGetsOnlyTheLimit(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.rules.maxHoldsPerUser = 4 }) { api in
             let concert = try await api.openConcert()
             let token = try await api.activeToken(concert.concertId, user: 5)
             let gate = StartGate()
@@ -81,7 +82,7 @@ struct RaceTests {
                         return try await api.hold(concert.scheduleId, seat: seat, user: 5, token: token).status
                     }
                 }
-                await gate.open()
+                await gate.open(whenArrived: 20)
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(statuses.filter { $0 == 201 }.count == 4)
@@ -89,19 +90,3 @@ struct RaceTests {
     }
 }
 
-/// Holds tasks until `open()`, so that they start as close together as possible.
-actor StartGate {
-    private var isOpen = false
-    private var waiters: [CheckedContinuation<Void, Never>] = []
-
-    func wait() async {
-        if isOpen { return }
-        await withCheckedContinuation { waiters.append($0) }
-    }
-
-    func open() {
-        isOpen = true
-        for waiter in waiters { waiter.resume() }
-        waiters.removeAll()
-    }
-}

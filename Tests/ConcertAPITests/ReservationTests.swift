@@ -4,8 +4,8 @@ import Testing
 
 @Suite("Seat holds and reservations")
 struct ReservationTests {
-    @Test func holdingASeatMakesAHeldReservation() async throws {
-        try await withAPI(configure: { $0.rules.holdMilliseconds = 300_000 }) { api in
+    @Test(arguments: TestBackend.all) func holdingASeatMakesAHeldReservation(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.rules.holdMilliseconds = 300_000 }) { api in
             let concert = try await api.openConcert(price: 4200)
             let token = try await api.activeToken(concert.concertId, user: 5)
             let now = api.clock.now
@@ -24,8 +24,8 @@ struct ReservationTests {
         }
     }
 
-    @Test func aHeldSeatCannotBeHeldAgain() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func aHeldSeatCannotBeHeldAgain(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert()
             let a = try await api.activeToken(concert.concertId, user: 5)
             let b = try await api.activeToken(concert.concertId, user: 6)
@@ -37,8 +37,8 @@ struct ReservationTests {
         }
     }
 
-    @Test func aHoldRunsOutByItselfAndTheSeatIsFreeAgain() async throws {
-        try await withAPI(configure: { $0.rules.holdMilliseconds = 60_000 }) { api in
+    @Test(arguments: TestBackend.all) func aHoldRunsOutByItselfAndTheSeatIsFreeAgain(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.rules.holdMilliseconds = 60_000 }) { api in
             let concert = try await api.openConcert()
             let a = try await api.activeToken(concert.concertId, user: 5)
             let b = try await api.activeToken(concert.concertId, user: 6)
@@ -52,8 +52,8 @@ struct ReservationTests {
         }
     }
 
-    @Test func seatNumberOutsideTheScheduleIs422() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func seatNumberOutsideTheScheduleIs422(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert(seats: 20)
             let token = try await api.activeToken(concert.concertId, user: 5)
             for seat in [0, -1, 21, 1000] {
@@ -64,8 +64,8 @@ struct ReservationTests {
         }
     }
 
-    @Test func holdingAnswers404AndQueueErrors() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func holdingAnswers404AndQueueErrors(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert()
             let token = try await api.activeToken(concert.concertId, user: 5)
             #expect(try await api.hold(999, seat: 1, user: 5, token: token).code == "SCHEDULE_NOT_FOUND")
@@ -77,8 +77,8 @@ struct ReservationTests {
         }
     }
 
-    @Test func startedScheduleOrClosedWindowIs409ScheduleNotReservable() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func startedScheduleOrClosedWindowIs409ScheduleNotReservable(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let soon = try await api.openConcert(startsIn: 60)
             let token = try await api.activeToken(soon.concertId, user: 5)
             api.clock.advance(seconds: 61)
@@ -92,8 +92,8 @@ struct ReservationTests {
         }
     }
 
-    @Test func aUserHoldsAtMostTheLimit() async throws {
-        try await withAPI(configure: { $0.rules.maxHoldsPerUser = 2 }) { api in
+    @Test(arguments: TestBackend.all) func aUserHoldsAtMostTheLimit(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.rules.maxHoldsPerUser = 2 }) { api in
             let concert = try await api.openConcert()
             let token = try await api.activeToken(concert.concertId, user: 5)
             #expect(try await api.hold(concert.scheduleId, seat: 1, user: 5, token: token).status == 201)
@@ -106,8 +106,8 @@ struct ReservationTests {
         }
     }
 
-    @Test func listingShowingAndCancelling() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func listingShowingAndCancelling(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert()
             let token = try await api.activeToken(concert.concertId, user: 5)
             let hold = try await api.hold(concert.scheduleId, seat: 9, user: 5, token: token)
@@ -127,8 +127,8 @@ struct ReservationTests {
         }
     }
 
-    @Test func malformedHoldBodiesAre400AndChangeNothing() async throws {
-        try await withAPI { api in
+    @Test(arguments: TestBackend.all) func malformedHoldBodiesAre400AndChangeNothing(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
             let concert = try await api.openConcert()
             let token = try await api.activeToken(concert.concertId, user: 5)
             for body in [#"{"scheduleId": "1", "seatNumber": 1}"#, #"{"seatNumber": 1}"#, #"{"scheduleId": 1, "seatNumber": null}"#,

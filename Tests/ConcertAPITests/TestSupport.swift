@@ -1,5 +1,6 @@
 import ConcertAPI
 import ConcertDomain
+import ConcertTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -114,24 +115,73 @@ struct API: Sendable {
     }
 }
 
-/// Runs `body` against a fresh service on an in-memory SQLite database (or `databaseURL`).
+/// The storage and shared-state set-ups the HTTP tests run against: SQLite always; PostgreSQL,
+/// and PostgreSQL with Redis, when `scripts/test` provides the servers.
+enum TestBackend: String, Sendable, CustomTestStringConvertible {
+    case sqliteMemory = "sqlite"
+    case sqliteFile = "sqlite-file"
+    case postgres
+    case postgresRedis = "postgres+redis"
+
+    var testDescription: String { rawValue }
+
+    private static var servers: [TestBackend] {
+        var servers: [TestBackend] = []
+        if TestServices.postgresURL != nil || TestServices.required { servers.append(.postgres) }
+        if (TestServices.postgresURL != nil && TestServices.redisURL != nil) || TestServices.required { servers.append(.postgresRedis) }
+        return servers
+    }
+    /// For behaviour: the fastest SQLite, and every server set-up.
+    static let all: [TestBackend] = [.sqliteMemory] + servers
+    /// For races: SQLite on a file (several connections), and every server set-up.
+    static let races: [TestBackend] = [.sqliteFile] + servers
+}
+
+struct MissingTestService: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// Runs `body` against a fresh service with its own database (and Redis key space).
 func withAPI(
-    databaseURL: String = "sqlite::memory:",
+    _ backend: TestBackend = .sqliteMemory,
     configure: (inout AppConfig) -> Void = { _ in },
     _ body: @Sendable (API) async throws -> Void
 ) async throws {
     var config = AppConfig()
-    config.databaseURL = databaseURL
     config.jwtSecret = testSecret
     config.queue = QueuePolicy(maxActive: 1000, activeSeconds: 600, idleSeconds: 60)
+    var database: TestDatabase?
+    switch backend {
+    case .sqliteMemory: config.databaseURL = "sqlite::memory:"
+    case .sqliteFile: config.databaseURL = "sqlite:" + temporarySQLitePath()
+    case .postgres, .postgresRedis:
+        guard let admin = TestServices.postgresURL else {
+            throw MissingTestService(description: "CONCERT_TEST_POSTGRES_URL is not set (scripts/test sets it)")
+        }
+        database = try await TestDatabase.create(adminURL: admin)
+        config.databaseURL = database!.url
+        if backend == .postgresRedis {
+            guard let redis = TestServices.redisURL else {
+                throw MissingTestService(description: "CONCERT_TEST_REDIS_URL is not set (scripts/test sets it)")
+            }
+            config.redisURL = redis
+            config.redisKeyPrefix = "test-\(UUID().uuidString.prefix(8)):"
+        }
+    }
     configure(&config)
     let clock = ManualClock()
     var logger = Logger(label: "test")
     logger.logLevel = .critical
-    let app = try await buildApplication(config: config, clock: clock.clock, logger: logger)
-    try await app.test(.router) { client in
-        try await body(API(client: client, clock: clock))
+    do {
+        let app = try await buildApplication(config: config, clock: clock.clock, logger: logger)
+        try await app.test(.router) { client in
+            try await body(API(client: client, clock: clock))
+        }
+    } catch {
+        try? await database?.drop()
+        throw error
     }
+    try? await database?.drop()
 }
 
 /// A temporary SQLite file path, for tests that need a real file (WAL, several connections).

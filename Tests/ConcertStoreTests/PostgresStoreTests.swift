@@ -1,6 +1,7 @@
 import ConcertDomain
 import ConcertPostgres
 import ConcertStore
+import ConcertTestSupport
 import PostgresNIO
 import Testing
 

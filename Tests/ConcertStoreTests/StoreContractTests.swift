@@ -1,5 +1,6 @@
 import ConcertDomain
 import ConcertStore
+import ConcertTestSupport
 import Testing
 
 /// The storage contract (the doc comments of `ConcertStore`) as tests that every engine must pass.
@@ -469,7 +470,7 @@ struct StoreContractTests {
             // Keys are per user.
             #expect(try await claim("k1", "charge:200", user: 2) == .proceed)
 
-            let completion = IdempotentCompletion<Int64>(userId: 1, key: "k1") { balance in
+            let completion = IdempotentCompletion<Int64>(userId: 1, key: "k1", claimedAt: now) { balance in
                 StoredResponse(status: 200, body: Array("{\"balance\":\(balance)}".utf8))
             }
             let balance = try await store.charge(userId: 1, amount: 100, now: now, rules: rules, idempotency: completion)
@@ -478,7 +479,7 @@ struct StoreContractTests {
             #expect(try await claim("k1", "charge:100", at: at(minute)) == .replay(replay))
             #expect(try await claim("k1", "charge:999", at: at(minute)) == .reused)
             // A finished answer is not released.
-            try await store.release(userId: 1, key: "k1")
+            try await store.release(userId: 1, key: "k1", claimedAt: now)
             #expect(try await claim("k1", "charge:100", at: at(minute)) == .replay(replay))
             #expect(try await store.balance(userId: 1) == 100)
         }
@@ -494,7 +495,7 @@ struct StoreContractTests {
             }
             // A failed request releases its claim: a corrected retry may act, with another body too.
             #expect(try await claim("a", "f1", at: now) == .proceed)
-            try await store.release(userId: 1, key: "a")
+            try await store.release(userId: 1, key: "a", claimedAt: now)
             #expect(try await claim("a", "f2", at: at(1)) == .proceed)
 
             // An abandoned claim counts until its lease runs out, then a retry takes it over.
@@ -505,11 +506,26 @@ struct StoreContractTests {
 
             // A finished answer is kept for the retention time, then the key is new again.
             #expect(try await claim("c", "f", at: now) == .proceed)
-            let completion = IdempotentCompletion<Int64>(userId: 1, key: "c") { _ in StoredResponse(status: 200, body: [1, 2, 0, 255]) }
+            let completion = IdempotentCompletion<Int64>(userId: 1, key: "c", claimedAt: now) { _ in StoredResponse(status: 200, body: [1, 2, 0, 255]) }
             _ = try await store.charge(userId: 1, amount: 5, now: now, rules: rules, idempotency: completion)
             #expect(try await claim("c", "f", at: at(retention - 1)) == .replay(StoredResponse(status: 200, body: [1, 2, 0, 255])))
             #expect(try await claim("c", "other", at: at(retention)) == .proceed)
             #expect(try await claim("c", "other", at: at(retention + 1)) == .inUse)
+
+            // A slow request whose claim was taken over after its lease cannot complete: its write
+            // rolls back, and only the request that holds the claim acts.
+            #expect(try await claim("d", "f", at: now) == .proceed)
+            #expect(try await claim("d", "f", at: at(lease)) == .proceed)
+            let before = try await store.balance(userId: 1)
+            let stale = IdempotentCompletion<Int64>(userId: 1, key: "d", claimedAt: now) { _ in StoredResponse(status: 200, body: [1]) }
+            await #expect(throws: DomainError.idempotencyKeyInUse) {
+                try await store.charge(userId: 1, amount: 7, now: at(lease), rules: rules, idempotency: stale)
+            }
+            #expect(try await store.balance(userId: 1) == before)
+            try await store.release(userId: 1, key: "d", claimedAt: now)
+            #expect(try await claim("d", "f", at: at(lease + 1)) == .inUse, "releasing a stale claim frees nothing")
+            let current = IdempotentCompletion<Int64>(userId: 1, key: "d", claimedAt: at(lease)) { _ in StoredResponse(status: 200, body: [2]) }
+            #expect(try await store.charge(userId: 1, amount: 7, now: at(lease), rules: rules, idempotency: current) == before + 7)
         }
     }
 
@@ -528,7 +544,7 @@ struct StoreContractTests {
             // write does not happen either.
             struct RenderFailed: Error {}
             #expect(try await claim("charge", "c") == .proceed)
-            let failing = IdempotentCompletion<Int64>(userId: 1, key: "charge") { _ in throw RenderFailed() }
+            let failing = IdempotentCompletion<Int64>(userId: 1, key: "charge", claimedAt: now) { _ in throw RenderFailed() }
             await #expect(throws: RenderFailed.self) {
                 try await store.charge(userId: 1, amount: 10, now: now, rules: rules, idempotency: failing)
             }
@@ -538,7 +554,7 @@ struct StoreContractTests {
 
             // A payment that fails on a domain rule leaves the claim RUNNING for the caller to release.
             #expect(try await claim("pay-other", "p") == .proceed)
-            let completionForOther = IdempotentCompletion<PaymentReceipt>(userId: 1, key: "pay-other") { _ in
+            let completionForOther = IdempotentCompletion<PaymentReceipt>(userId: 1, key: "pay-other", claimedAt: now) { _ in
                 StoredResponse(status: 201, body: [9])
             }
             await #expect(throws: DomainError.reservationNotFound) {
@@ -547,7 +563,7 @@ struct StoreContractTests {
             #expect(try await claim("pay-other", "p") == .inUse)
 
             #expect(try await claim("pay", "p") == .proceed)
-            let completion = IdempotentCompletion<PaymentReceipt>(userId: 1, key: "pay") { receipt in
+            let completion = IdempotentCompletion<PaymentReceipt>(userId: 1, key: "pay", claimedAt: now) { receipt in
                 StoredResponse(status: 201, body: Array("paid \(receipt.payment.id) balance \(receipt.balance)".utf8))
             }
             let receipt = try await store.pay(userId: 1, reservationId: hold.id, now: now, idempotency: completion)

@@ -2,6 +2,7 @@ import ConcertDomain
 import ConcertPostgres
 import ConcertSQLite
 import ConcertStore
+import ConcertTestSupport
 import Foundation
 import Logging
 import PostgresNIO
@@ -21,15 +22,7 @@ enum Engine: String, Sendable, CustomTestStringConvertible {
     static let available: [Engine] = TestServices.postgresURL != nil || TestServices.required ? [.sqlite, .postgres] : [.sqlite]
 }
 
-enum TestServices {
-    /// A superuser URL on a throwaway server, e.g. from `scripts/services.sh`.
-    static let postgresURL: String? = {
-        guard let url = ProcessInfo.processInfo.environment["CONCERT_TEST_POSTGRES_URL"], !url.isEmpty else { return nil }
-        return url
-    }()
-
-    static let required = ProcessInfo.processInfo.environment["CONCERT_TEST_REQUIRE_SERVICES"] == "1"
-
+extension TestServices {
     static let logger: Logger = {
         var logger = Logger(label: "concert-store-tests")
         logger.logLevel = .warning
@@ -92,49 +85,6 @@ func withStores(_ engine: Engine, count: Int, migrated: Bool = true,
     }
 }
 
-/// A database of its own for one test on the throwaway server, created and dropped over a plain
-/// PostgresNIO connection (no psql needed).
-struct TestDatabase {
-    var admin: PostgresURL
-    var name: String
-
-    var url: String {
-        var target = admin
-        target.database = name
-        let user = target.username.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? target.username
-        let password = target.password.map { ":" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0) } ?? ""
-        let host = target.host.contains(":") ? "[\(target.host)]" : target.host
-        return "postgres://\(user)\(password)@\(host):\(target.port)/\(name)"
-    }
-
-    static func create(adminURL: String) async throws -> TestDatabase {
-        let admin = try PostgresURL(parsing: adminURL)
-        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
-        let database = TestDatabase(admin: admin, name: name)
-        // The name is made here of [a-z0-9_] only, so spelling it into the statement is safe.
-        try await database.adminExecute("CREATE DATABASE \(name)")
-        return database
-    }
-
-    func drop() async throws {
-        try await adminExecute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
-    }
-
-    func adminExecute(_ sql: String) async throws {
-        let configuration = PostgresConnection.Configuration(
-            host: admin.host, port: admin.port, username: admin.username, password: admin.password,
-            database: admin.database, tls: .disable)
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: TestServices.logger)
-        do {
-            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.logger).collect()
-        } catch {
-            try? await connection.close()
-            throw error
-        }
-        try await connection.close()
-    }
-}
-
 // MARK: Domain fixtures
 
 /// A fixed "now" for the tests; every other time is an offset from it.
@@ -163,39 +113,6 @@ func holdRequest(user: Int64, schedule: Schedule, seat: Int, at time: Timestamp 
 }
 
 // MARK: Races
-
-/// Releases many tasks at once: each waits at the gate, and `open` lets them all go only once
-/// every one of them is waiting, so the operations really overlap.
-final class StartGate: Sendable {
-    private struct State {
-        var isOpen = false
-        var arrived = 0
-        var waiting: [CheckedContinuation<Void, Never>] = []
-    }
-    private let state = Mutex(State())
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { state in
-                state.arrived += 1
-                if state.isOpen { return true }
-                state.waiting.append(continuation)
-                return false
-            }
-            if resumeNow { continuation.resume() }
-        }
-    }
-
-    func open(whenArrived count: Int) async {
-        while state.withLock({ $0.arrived }) < count { try? await Task.sleep(for: .milliseconds(1)) }
-        let waiting = state.withLock { state in
-            state.isOpen = true
-            defer { state.waiting = [] }
-            return state.waiting
-        }
-        for continuation in waiting { continuation.resume() }
-    }
-}
 
 /// How one racer ended.
 enum Outcome<Value: Sendable>: Sendable {

@@ -1,5 +1,6 @@
 import ConcertDomain
 import ConcertStore
+import ConcertTestSupport
 import Testing
 
 /// Real races against the real databases: the racers are released together by a start gate and

@@ -200,7 +200,7 @@ struct UnreachableRedisTests {
 
     @Test func aServerThatNeverAnswersTimesOut() async throws {
         let silent = try SilentServer(listening: true)
-        let pool = try RedisConnectionPool(url: silent.url, connections: 1, commandTimeout: .milliseconds(300))
+        let pool = try RedisConnectionPool(url: silent.url, connections: 1, connectTimeout: .seconds(3), commandTimeout: .milliseconds(300))
         let started = ContinuousClock.now
         // Several commands pipelined on the silent connection all fail, none hang.
         try await withThrowingTaskGroup(of: RESPClientError.Kind?.self) { group in

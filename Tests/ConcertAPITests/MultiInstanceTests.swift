@@ -1,0 +1,217 @@
+import ConcertAPI
+import ConcertTestSupport
+import Foundation
+import RESPClient
+import Testing
+
+/// Several `concertd` processes on one PostgreSQL and one Redis, as behind a load balancer.
+let serversAreConfigured = (TestServices.postgresURL != nil && TestServices.redisURL != nil) || TestServices.required
+
+@Suite("Several instances on PostgreSQL and Redis", .serialized)
+struct MultiInstanceTests {
+    struct Cluster {
+        var database: TestDatabase
+        var instances: [ConcertdProcess]
+        var prefix: String
+
+        func stop() async {
+            for instance in instances { _ = await instance.stop() }
+            try? await database.drop()
+        }
+    }
+
+    func startCluster(count: Int, environment extra: [String: String]) async throws -> Cluster {
+        guard let admin = TestServices.postgresURL, let redis = TestServices.redisURL else {
+            throw MissingTestService(description: "scripts/test provides CONCERT_TEST_POSTGRES_URL and CONCERT_TEST_REDIS_URL")
+        }
+        let database = try await TestDatabase.create(adminURL: admin)
+        let prefix = "multi-\(UUID().uuidString.prefix(8)):"
+        var environment = ["CONCERT_JWT_SECRET": testSecret, "CONCERT_DATABASE_URL": database.url,
+                           "CONCERT_REDIS_URL": redis, "CONCERT_REDIS_KEY_PREFIX": prefix]
+        for (key, value) in extra { environment[key] = value }
+        let migrated = try await runConcertd(["migrate"], environment: environment)
+        #expect(migrated.status == 0, "\(migrated.stderr)")
+        var instances: [ConcertdProcess] = []
+        for _ in 0..<count { instances.append(try await ConcertdProcess(arguments: [], environment: environment)) }
+        return Cluster(database: database, instances: instances, prefix: prefix)
+    }
+
+    func token(_ user: Int, admin: Bool = false) async throws -> String {
+        try await ConcertService.token(secret: testSecret, userId: Int64(user), admin: admin, ttlSeconds: 600)
+    }
+
+    func openConcert(on server: ConcertdProcess, seats: Int, price: Int) async throws -> (concertId: Int, scheduleId: Int) {
+        let admin = try await token(1, admin: true)
+        let concert = try await server.request("POST", "v1/admin/concerts", token: admin, body: """
+            {"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "2020-01-01T00:00:00Z", "bookingClosesAt": "2099-01-01T00:00:00Z"}
+            """)
+        let concertId = try #require(concert.json["id"] as? Int)
+        let schedule = try await server.request("POST", "v1/admin/concerts/\(concertId)/schedules", token: admin,
+                                                body: #"{"startsAt": "2098-01-01T00:00:00Z", "price": \#(price), "seatCount": \#(seats)}"#)
+        return (concertId, try #require(schedule.json["id"] as? Int))
+    }
+
+    @Test(.enabled(if: serversAreConfigured)) func holdsAndPaymentsThroughThreeInstancesNeverDoubleBookOrDoubleCharge() async throws {
+        let cluster = try await startCluster(count: 3, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
+        do {
+            let servers = cluster.instances
+            let (concertId, scheduleId) = try await openConcert(on: servers[0], seats: 10, price: 100)
+            let users = Array(100..<160)
+            var joined: [Int: (jwt: String, queue: String)] = [:]
+            for user in users {
+                let jwt = try await token(user)
+                let reply = try await servers[user % 3].request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt)
+                #expect(reply.json["status"] as? String == "ACTIVE")
+                joined[user] = (jwt, reply.json["token"] as! String)
+                #expect(try await servers[(user + 1) % 3].request("POST", "v1/points/charges", token: jwt, body: #"{"amount": 150}"#).status == 200)
+            }
+            let tokens = joined
+            // Every user tries one of the ten seats at once, through all three instances.
+            let gate = StartGate()
+            let holds = try await withThrowingTaskGroup(of: (Int, Int, Int?).self) { group in
+                for user in users {
+                    group.addTask {
+                        await gate.wait()
+                        let reply = try await servers[user % 3].request("POST", "v1/reservations", token: tokens[user]!.jwt,
+                            queueToken: tokens[user]!.queue, body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(user % 10 + 1)}"#)
+                        return (user, reply.status, reply.json["id"] as? Int)
+                    }
+                }
+                await gate.open(whenArrived: users.count)
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let winners = holds.filter { $0.1 == 201 }
+            #expect(winners.count == 10)
+            #expect(holds.filter { $0.1 == 409 }.count == 50)
+            #expect(holds.allSatisfy { $0.1 < 500 })
+
+            // Each winner pays three times at once: twice with one key on two instances, once
+            // without a key on the third. Exactly one payment may happen.
+            let payGate = StartGate()
+            let payments = try await withThrowingTaskGroup(of: Int.self) { group in
+                for (user, _, reservation) in winners {
+                    for attempt in 0..<3 {
+                        group.addTask {
+                            await payGate.wait()
+                            return try await servers[(user + attempt) % 3].requestWithHeaders(
+                                "POST", "v1/payments", token: tokens[user]!.jwt, queueToken: tokens[user]!.queue,
+                                headers: attempt < 2 ? ["Idempotency-Key": "pay-\(user)"] : [:],
+                                body: #"{"reservationId": \#(reservation!)}"#).status
+                        }
+                    }
+                }
+                await payGate.open(whenArrived: winners.count * 3)
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(payments.allSatisfy { [201, 409, 401].contains($0) }, "\(payments)")
+            #expect(try await cluster.database.scalar("SELECT COUNT(*) FROM payments") == 10)
+            for (user, _, _) in winners {
+                let balance = try await servers[0].request("GET", "v1/points", token: tokens[user]!.jwt)
+                #expect(balance.json["balance"] as? Int == 50, "user \(user) paid once")
+            }
+            try await expectInvariants(cluster.database)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    /// One line per concert across instances: first come, first served, and never more than
+    /// CONCERT_QUEUE_MAX_ACTIVE ACTIVE tokens at any sampled instant, while users join, leave
+    /// and run out.
+    @Test(.enabled(if: serversAreConfigured)) func threeInstancesServeOneFairLineAndKeepTheCap() async throws {
+        let maxActive = 5
+        let cluster = try await startCluster(count: 3, environment: [
+            "CONCERT_QUEUE_MAX_ACTIVE": "\(maxActive)", "CONCERT_QUEUE_ACTIVE_SECONDS": "3", "CONCERT_QUEUE_SWEEP_MS": "100"])
+        let redis = try RedisConnectionPool(url: TestServices.redisURL!, connections: 1)
+        do {
+            let servers = cluster.instances
+            let (concertId, _) = try await openConcert(on: servers[0], seats: 10, price: 100)
+            var line: [(user: Int, jwt: String, queue: String)] = []
+            for user in 200..<230 {
+                let jwt = try await token(user)
+                let joined = try await servers[user % 3].request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt)
+                let index = line.count
+                #expect(joined.json["status"] as? String == (index < maxActive ? "ACTIVE" : "WAITING"))
+                #expect(joined.json["position"] as? Int == max(0, index - maxActive), "user \(user)")
+                line.append((user, jwt, joined.json["token"] as! String))
+            }
+            let activeKey = "\(cluster.prefix)queue:{\(concertId)}:active"
+            let sampling = Task { () -> (samples: Int, most: Int) in
+                var samples = 0, most = 0
+                while !Task.isCancelled {
+                    if let count = try? await redis.send("ZCARD", RESPArgument(activeKey)).integer {
+                        samples += 1
+                        most = max(most, Int(count))
+                    }
+                    try? await Task.sleep(for: .milliseconds(2))
+                }
+                return (samples, most)
+            }
+            // Rounds: the ACTIVE ones leave through some instance, everyone still waiting polls
+            // through another; exactly the next `maxActive` in join order must then be ACTIVE.
+            var admitted = 0
+            while admitted + maxActive < line.count {
+                let leaving = line[admitted..<(admitted + maxActive)]
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for (offset, entry) in leaving.enumerated() {
+                        group.addTask {
+                            let reply = try await servers[offset % 3].request("DELETE", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
+                            #expect(reply.status == 204)
+                        }
+                    }
+                    try await group.waitForAll()
+                }
+                admitted += maxActive
+                for (offset, entry) in line[admitted...].enumerated() {
+                    let polled = try await servers[(offset + 1) % 3].request("GET", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
+                    #expect(polled.json["status"] as? String == (offset < maxActive ? "ACTIVE" : "WAITING"), "user \(entry.user)")
+                    if offset >= maxActive { #expect(polled.json["position"] as? Int == offset - maxActive) }
+                }
+            }
+            // The last ACTIVE ones are left to run out (3 s); then nobody is ACTIVE.
+            let last = line[admitted...]
+            let deadline = Date().addingTimeInterval(10)
+            var remaining = Array(last)
+            while !remaining.isEmpty, Date() < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                var still: [(user: Int, jwt: String, queue: String)] = []
+                for entry in remaining {
+                    let polled = try await servers[entry.user % 3].request("GET", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
+                    if polled.status == 200 { still.append(entry) }
+                }
+                remaining = still
+            }
+            #expect(remaining.isEmpty, "ACTIVE tokens did not run out")
+            sampling.cancel()
+            let (samples, most) = await sampling.value
+            #expect(samples > 50)
+            #expect(most <= maxActive)
+            #expect(most == maxActive)
+        } catch {
+            await redis.close()
+            await cluster.stop()
+            throw error
+        }
+        await redis.close()
+        await cluster.stop()
+    }
+}
+
+/// The invariants `concertd` promises, checked in SQL.
+func expectInvariants(_ database: TestDatabase) async throws {
+    #expect(try await database.scalar("""
+        SELECT COUNT(*) FROM (SELECT schedule_id, seat_number FROM reservations
+          WHERE status IN ('HELD', 'CONFIRMED') GROUP BY schedule_id, seat_number HAVING COUNT(*) > 1) AS doubled
+        """) == 0, "a seat has two live reservations")
+    #expect(try await database.scalar("""
+        SELECT COUNT(*) FROM reservations r WHERE r.status = 'CONFIRMED'
+          AND (SELECT COUNT(*) FROM payments p WHERE p.reservation_id = r.id) <> 1
+        """) == 0, "a sold seat without exactly one payment")
+    #expect(try await database.scalar("""
+        SELECT COUNT(*) FROM users u
+        WHERE u.balance <> COALESCE((SELECT SUM(e.amount) FROM point_entries e WHERE e.user_id = u.id), 0)
+        """) == 0, "a balance differs from the sum of its history")
+    #expect(try await database.scalar("SELECT COUNT(*) FROM users WHERE balance < 0") == 0)
+}

@@ -1,0 +1,120 @@
+// Test helpers shared by the test targets: the throwaway servers, a database per test, and a
+// gate that releases racing tasks together.
+import ConcertPostgres
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+
+public enum TestServices {
+    /// A superuser URL on a throwaway server, e.g. from `scripts/services.sh`.
+    public static let postgresURL: String? = environment("CONCERT_TEST_POSTGRES_URL")
+    /// A throwaway Redis server.
+    public static let redisURL: String? = environment("CONCERT_TEST_REDIS_URL")
+    /// Set by `scripts/test`: a suite whose server is missing fails instead of skipping.
+    public static let required = ProcessInfo.processInfo.environment["CONCERT_TEST_REQUIRE_SERVICES"] == "1"
+
+    public static let quietLogger: Logger = {
+        var logger = Logger(label: "concert-tests")
+        logger.logLevel = .warning
+        return logger
+    }()
+
+    private static func environment(_ name: String) -> String? {
+        guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
+        return value
+    }
+}
+
+/// A database of its own for one test on the throwaway server, created and dropped over a plain
+/// PostgresNIO connection (no psql needed).
+public struct TestDatabase: Sendable {
+    public var admin: PostgresURL
+    public var name: String
+
+    public var url: String {
+        var target = admin
+        target.database = name
+        let user = target.username.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? target.username
+        let password = target.password.map { ":" + ($0.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0) } ?? ""
+        let host = target.host.contains(":") ? "[\(target.host)]" : target.host
+        return "postgres://\(user)\(password)@\(host):\(target.port)/\(name)"
+    }
+
+    public static func create(adminURL: String) async throws -> TestDatabase {
+        let admin = try PostgresURL(parsing: adminURL)
+        let name = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased()
+        let database = TestDatabase(admin: admin, name: name)
+        // The name is made here of [a-z0-9_] only, so spelling it into the statement is safe.
+        try await database.adminExecute("CREATE DATABASE \(name)")
+        return database
+    }
+
+    public func drop() async throws {
+        try await adminExecute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+
+    public func adminExecute(_ sql: String) async throws {
+        let configuration = PostgresConnection.Configuration(
+            host: admin.host, port: admin.port, username: admin.username, password: admin.password,
+            database: admin.database, tls: .disable)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: TestServices.quietLogger)
+        do {
+            _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.quietLogger).collect()
+        } catch {
+            try? await connection.close()
+            throw error
+        }
+        try await connection.close()
+    }
+}
+
+/// Releases many tasks at once: each waits at the gate, and `open` lets them all go only once
+/// every one of them is waiting, so the operations really overlap.
+public final class StartGate: Sendable {
+    private struct State {
+        var isOpen = false
+        var arrived = 0
+        var waiting: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public func wait() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state in
+                state.arrived += 1
+                if state.isOpen { return true }
+                state.waiting.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    public func open(whenArrived count: Int) async {
+        while state.withLock({ $0.arrived }) < count { try? await Task.sleep(for: .milliseconds(1)) }
+        let waiting = state.withLock { state in
+            state.isOpen = true
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        for continuation in waiting { continuation.resume() }
+    }
+}
+
+
+extension TestDatabase {
+    /// The first column of the first row of `sql`, run on this database, as an integer.
+    public func scalar(_ sql: String) async throws -> Int64 {
+        let configuration = PostgresConnection.Configuration(
+            host: admin.host, port: admin.port, username: admin.username, password: admin.password,
+            database: name, tls: .disable)
+        let connection = try await PostgresConnection.connect(configuration: configuration, id: 2, logger: TestServices.quietLogger)
+        defer { Task { try? await connection.close() } }
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.quietLogger).collect()
+        guard let row = rows.first else { return 0 }
+        return try row.decode(Int64?.self) ?? 0
+    }
+}

@@ -19,6 +19,8 @@ public struct AppConfig: Sendable {
     public var rateLimitPerIP = 0
     /// Longest a cached reservable-concerts page is served without looking at the database.
     public var cacheTTLMilliseconds: Int64 = 5_000
+    /// Longest a cached schedule list (with its available-seat counts) is served.
+    public var scheduleCacheTTLMilliseconds: Int64 = 1_000
     /// How often each instance sweeps the waiting rooms (expiry, idle loss, admission).
     public var queueSweepMilliseconds: Int64 = 250
     /// Longest lifetime accepted for a JWT (`exp - now`); 0 means no limit.
@@ -64,6 +66,7 @@ extension AppConfig {
         if let value = try int("CONCERT_RATE_LIMIT_PER_USER", 0...1_000_000) { config.rateLimitPerUser = Int(value) }
         if let value = try int("CONCERT_RATE_LIMIT_PER_IP", 0...1_000_000) { config.rateLimitPerIP = Int(value) }
         if let value = try int("CONCERT_CACHE_TTL_MS", 0...3_600_000) { config.cacheTTLMilliseconds = value }
+        if let value = try int("CONCERT_SCHEDULE_CACHE_TTL_MS", 0...60_000) { config.scheduleCacheTTLMilliseconds = value }
         if let value = try int("CONCERT_QUEUE_SWEEP_MS", 10...10_000) { config.queueSweepMilliseconds = value }
         if let value = try int("CONCERT_JWT_MAX_LIFETIME_SECONDS", 0...Int64(Int32.max)) { config.maxTokenLifetimeSeconds = value }
         return config

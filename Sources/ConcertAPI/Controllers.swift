@@ -7,21 +7,19 @@ import SharedState
 /// Public concert listing (cached) and a concert's details.
 struct ConcertsController {
     let deps: Dependencies
-    static let cacheNamespace = "concerts"
 
     func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let limit = try request.queryInteger("limit", default: 100, range: 1...500)
         let after = try request.queryInteger("after", default: 0, range: 0...Int64.max)
         let now = deps.clock.now()
-        let key = "list:\(after):\(limit)"
-        if let cached = try await cachedPage(key: key, now: now) {
-            return JSONBody.response(bytes: cached, status: .ok)
+        let body = try await deps.cacheAside(context).body(namespace: CacheAside.concertList, key: "\(after):\(limit)", now: now) {
+            let page = try await deps.store.reservableConcerts(now: now, after: after == 0 ? nil : after, limit: Int(limit))
+            let body = try JSONBody.encode(ConcertListBody(concerts: page.concerts.map { ConcertBody($0, reservable: true) }))
+            // Never served past the next instant at which some concert enters or leaves the list.
+            var expiresAt = now.adding(milliseconds: deps.config.cacheTTLMilliseconds)
+            if let changesAt = page.changesAt, changesAt < expiresAt { expiresAt = changesAt }
+            return (body, expiresAt)
         }
-        let page = try await deps.store.reservableConcerts(now: now, after: after == 0 ? nil : after, limit: Int(limit))
-        let body = try JSONBody.encode(ConcertListBody(concerts: page.concerts.map { ConcertBody($0, reservable: true) }))
-        var expiresAt = now.adding(milliseconds: deps.config.cacheTTLMilliseconds)
-        if let changesAt = page.changesAt, changesAt < expiresAt { expiresAt = changesAt }
-        await storePage(key: key, body: body, expiresAt: expiresAt, now: now)
         return JSONBody.response(bytes: body, status: .ok)
     }
 
@@ -33,18 +31,6 @@ struct ConcertsController {
         return try JSONBody.response(ConcertBody(concert, reservable: reservable))
     }
 
-    /// The cache is an optimisation: when it cannot be reached the database answers instead.
-    private func cachedPage(key: String, now: Timestamp) async throws -> [UInt8]? {
-        do {
-            return try await deps.cache.get(namespace: Self.cacheNamespace, key: key, now: now)
-        } catch is SharedStateUnavailable {
-            return nil
-        }
-    }
-
-    private func storePage(key: String, body: [UInt8], expiresAt: Timestamp, now: Timestamp) async {
-        try? await deps.cache.set(namespace: Self.cacheNamespace, key: key, value: body, expiresAt: expiresAt, now: now)
-    }
 }
 
 /// Joining, polling and leaving a concert's waiting room.
@@ -88,8 +74,16 @@ struct SchedulesController {
         try QueueGate.admit(ticket, concertId: concertId)
         let now = deps.clock.now()
         guard concert.isBookingOpen(at: now) else { throw DomainError.concertNotReservable }
-        let schedules = try await deps.store.futureSchedules(concertId: concertId, now: now)
-        return try JSONBody.response(ScheduleListBody(schedules: schedules.map { ScheduleBody($0.schedule, availableSeats: $0.availableSeats) }))
+        // Availability may be shown up to `scheduleCacheTTLMilliseconds` old when holds run out by
+        // themselves; every hold, cancel and schedule creation drops the entry at once. A hold is
+        // always decided by the database, never by this list.
+        let body = try await deps.cacheAside(context).body(namespace: CacheAside.schedules(of: concertId), key: "future", now: now) {
+            let schedules = try await deps.store.futureSchedules(concertId: concertId, now: now)
+            var expiresAt = now.adding(milliseconds: deps.config.scheduleCacheTTLMilliseconds)
+            if let first = schedules.map(\.schedule.startsAt).min(), first < expiresAt { expiresAt = first }
+            return (try JSONBody.encode(ScheduleListBody(schedules: schedules.map { ScheduleBody($0.schedule, availableSeats: $0.availableSeats) })), expiresAt)
+        }
+        return JSONBody.response(bytes: body, status: .ok)
     }
 
     func seats(_ request: Request, context: AppRequestContext) async throws -> Response {
@@ -131,6 +125,7 @@ struct ReservationsController {
         let now = deps.clock.now()
         let reservation = try await deps.store.hold(HoldRequest(userId: caller.userId, scheduleId: body.scheduleId,
                                                                 seatNumber: body.seatNumber, now: now, rules: deps.rules))
+        await deps.cacheAside(context).invalidate(CacheAside.schedules(of: schedule.concertId))
         return try JSONBody.response(ReservationBody(reservation, now: now), status: .created)
     }
 
@@ -153,7 +148,8 @@ struct ReservationsController {
     func cancel(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try context.caller()
         let id = try request.pathId("reservationId", context: context, orElse: .reservationNotFound)
-        try await deps.store.cancel(reservationId: id, userId: caller.userId, now: deps.clock.now())
+        let cancelled = try await deps.store.cancel(reservationId: id, userId: caller.userId, now: deps.clock.now())
+        await deps.cacheAside(context).invalidate(CacheAside.schedules(of: cancelled.concertId))
         return Response(status: .noContent)
     }
 }
@@ -266,7 +262,7 @@ struct AdminController {
         let new = try NewConcert(title: body.title, artist: body.artist, venue: body.venue,
                                  bookingOpensAt: body.bookingOpensAt.timestamp, bookingClosesAt: body.bookingClosesAt.timestamp).validated()
         let concert = try await deps.store.createConcert(new)
-        await invalidateConcertList(context: context)
+        await deps.cacheAside(context).invalidate(CacheAside.concertList)
         return try JSONBody.response(ConcertBody(concert, reservable: false), status: .created)
     }
 
@@ -276,16 +272,8 @@ struct AdminController {
         let new = try NewSchedule(concertId: concertId, startsAt: body.startsAt.timestamp, price: body.price,
                                   seatCount: body.seatCount ?? NewSchedule.defaultSeatCount).validated()
         let schedule = try await deps.store.createSchedule(new)
-        await invalidateConcertList(context: context)
+        await deps.cacheAside(context).invalidate(CacheAside.concertList, CacheAside.schedules(of: concertId))
         return try JSONBody.response(ScheduleBody(schedule, availableSeats: schedule.totalSeats), status: .created)
-    }
-
-    private func invalidateConcertList(context: AppRequestContext) async {
-        do {
-            try await deps.cache.invalidate(namespace: ConcertsController.cacheNamespace)
-        } catch {
-            context.logger.warning("could not invalidate the concert cache", metadata: ["error": "\(error)"])
-        }
     }
 }
 

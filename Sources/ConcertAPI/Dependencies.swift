@@ -1,5 +1,6 @@
 import ConcertDomain
 import ConcertStore
+import Hummingbird
 import SharedState
 
 /// Everything a route needs, built once by `buildApplication` and shared by all requests.
@@ -13,4 +14,6 @@ struct Dependencies: Sendable {
     var config: AppConfig
 
     var rules: BookingRules { config.rules }
+
+    func cacheAside(_ context: AppRequestContext) -> CacheAside { CacheAside(cache: cache, logger: context.logger) }
 }

@@ -257,14 +257,18 @@ public final class PostgresConcertStore: ConcertStore {
             .first.map(Self.reservation)
     }
 
-    public func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws {
+    @discardableResult
+    public func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws -> Reservation {
         let logger = self.logger
-        try await transaction { connection in
+        return try await transaction { connection in
             guard let row = try await connection.query("""
                 SELECT \(unescaped: Columns.reservation) FROM reservations WHERE id = \(reservationId) AND user_id = \(userId) FOR UPDATE
                 """, logger: logger).collect().first else { throw DomainError.reservationNotFound }
-            guard try Self.reservation(row).status(at: now) == .held else { throw DomainError.reservationNotHeld }
+            var reservation = try Self.reservation(row)
+            guard reservation.status(at: now) == .held else { throw DomainError.reservationNotHeld }
             try await connection.query("UPDATE reservations SET status = 'CANCELLED' WHERE id = \(reservationId)", logger: logger)
+            reservation.storedStatus = .cancelled
+            return reservation
         }
     }
 

@@ -186,12 +186,16 @@ public final class SQLiteConcertStore: ConcertStore {
         }
     }
 
-    public func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws {
+    @discardableResult
+    public func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws -> Reservation {
         try await writer.write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT \(Columns.reservation) FROM reservations WHERE id = ? AND user_id = ?",
                                              arguments: [reservationId, userId]) else { throw DomainError.reservationNotFound }
-            guard Self.reservation(row).status(at: now) == .held else { throw DomainError.reservationNotHeld }
+            var reservation = Self.reservation(row)
+            guard reservation.status(at: now) == .held else { throw DomainError.reservationNotHeld }
             try db.execute(sql: "UPDATE reservations SET status = 'CANCELLED' WHERE id = ?", arguments: [reservationId])
+            reservation.storedStatus = .cancelled
+            return reservation
         }
     }
 

@@ -53,8 +53,10 @@ public protocol ReservationStore: Sendable {
     /// The user's reservations, newest first.
     func reservations(userId: Int64) async throws -> [Reservation]
     func reservation(id: Int64, userId: Int64) async throws -> Reservation?
-    /// Cancels a live hold of the user. Throws `reservationNotFound`, `reservationNotHeld`.
-    func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws
+    /// Cancels a live hold of the user and returns it as cancelled. Throws `reservationNotFound`,
+    /// `reservationNotHeld`.
+    @discardableResult
+    func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws -> Reservation
 }
 
 /// Points: balance, charges and the append-only history.

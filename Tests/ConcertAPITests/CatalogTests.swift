@@ -128,6 +128,34 @@ struct CatalogTests {
         }
     }
 
+    /// The schedule list is cached for a short while: a hold that runs out by itself (no write)
+    /// shows only when the entry expires; holds and cancellations drop the entry at once.
+    @Test(arguments: TestBackend.all) func scheduleListIsCachedBrieflyAndDroppedOnEveryHoldAndCancel(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: {
+            $0.rules.holdMilliseconds = 1_000
+            $0.scheduleCacheTTLMilliseconds = 10_000
+        }) { api in
+            let concert = try await api.openConcert(seats: 10)
+            let token = try await api.activeToken(concert.concertId, user: 5)
+            func available() async throws -> Int? {
+                let reply = try await api.call(.get, "/v1/concerts/\(concert.concertId)/schedules", user: 5, queueToken: token)
+                return reply.array("schedules").first?["availableSeats"] as? Int
+            }
+            #expect(try await available() == 10)
+            let hold = try await api.hold(concert.scheduleId, seat: 1, user: 5, token: token)
+            #expect(try await available() == 9, "a hold drops the cached list")
+            #expect(try await api.call(.delete, "/v1/reservations/\(hold.int("id")!)", user: 5).status == 204)
+            #expect(try await available() == 10, "a cancellation drops the cached list")
+            _ = try await api.hold(concert.scheduleId, seat: 2, user: 5, token: token)
+            #expect(try await available() == 9)
+            api.clock.advance(seconds: 2)
+            #expect(try await available() == 9, "served from the cache while the entry lives")
+            #expect(try await api.seatStatus(concert.scheduleId, seat: 2, user: 5, token: token) == "AVAILABLE", "the seat map is never cached")
+            api.clock.advance(seconds: 10)
+            #expect(try await available() == 10)
+        }
+    }
+
     @Test(arguments: TestBackend.all) func schedulesOfAConcertWhoseWindowClosedAre409(backend: TestBackend) async throws {
         try await withAPI(backend) { api in
             let concert = try await api.openConcert(closes: 60)

@@ -19,9 +19,13 @@ struct ConnectionPoolService: Service {
 
 extension Backend {
     static func makePostgresStore(url: String, logger: Logger) throws -> (store: any ConcertStore, service: any Service) {
+        // PostgresNIO reports every failed connection attempt at info level; during an outage that
+        // is one line per attempt. Readiness, 503 answers and our own warnings tell the story.
+        var poolLogger = logger
+        poolLogger.logLevel = max(logger.logLevel, .warning)
         let store: PostgresConcertStore
         do {
-            store = try PostgresConcertStore(url: url, logger: logger)
+            store = try PostgresConcertStore(url: url, logger: poolLogger)
         } catch {
             throw ConfigError("CONCERT_DATABASE_URL: \(error)")
         }

@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertStore
 import Hummingbird
 import Logging
 import ServiceLifecycle
@@ -7,19 +8,41 @@ import ServiceLifecycle
 public enum ConcertService {
     /// Runs the server until SIGTERM or SIGINT, finishing requests in flight.
     public static func serve(config: AppConfig, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void) async throws {
-        let app = try await buildApplication(config: config, logger: logger, onServerRunning: onListening)
-        try await app.runService()
+        try await explainingStartupFailures(config) {
+            let app = try await buildApplication(config: config, logger: logger, onServerRunning: onListening)
+            try await app.runService()
+        }
+    }
+
+    /// A database that cannot be reached at start is an operator's problem: say which one.
+    static func explainingStartupFailures(_ config: AppConfig, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let error as StoreUnavailable {
+            throw ConfigError("cannot reach the database \(redactingPassword(config.databaseURL)): \(error.description)")
+        }
+    }
+
+    /// `scheme://user:secret@host` → `scheme://user:***@host`.
+    static func redactingPassword(_ url: String) -> String {
+        guard let scheme = url.range(of: "://"), let at = url.range(of: "@", range: scheme.upperBound..<url.endIndex),
+              let colon = url.range(of: ":", range: scheme.upperBound..<at.lowerBound) else { return url }
+        return url.replacingCharacters(in: colon.upperBound..<at.lowerBound, with: "***")
     }
 
     /// Brings the database schema up to date and returns.
     public static func migrate(config: AppConfig, logger: Logger) async throws {
         let backend = try await Backend.make(config: config, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for service in backend.services {
-                group.addTask { try await service.run() }
+        try await explainingStartupFailures(config) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for service in backend.services {
+                    group.addTask { try await service.run() }
+                }
+                // PostgresClient warns when asked for a connection before its run() started.
+                if !backend.services.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                try await backend.store.migrate()
+                group.cancelAll()
             }
-            try await backend.store.migrate()
-            group.cancelAll()
         }
     }
 

@@ -29,17 +29,17 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func ping() async throws {
-        _ = try await writer.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+        _ = try await read { db in try Int.fetchOne(db, sql: "SELECT 1") }
     }
 
     public func isEmpty() async throws -> Bool {
-        try await writer.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM concerts") ?? 0 } == 0
+        try await read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM concerts") ?? 0 } == 0
     }
 
     // MARK: Catalog
 
     public func createConcert(_ new: NewConcert) async throws -> Concert {
-        try await writer.write { db in
+        try await write { db in
             try db.execute(sql: """
                 INSERT INTO concerts (title, artist, venue, booking_opens_at, booking_closes_at)
                 VALUES (?, ?, ?, ?, ?)
@@ -50,7 +50,7 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func createSchedule(_ new: NewSchedule) async throws -> Schedule {
-        try await writer.write { db in
+        try await write { db in
             guard try Int.fetchOne(db, sql: "SELECT 1 FROM concerts WHERE id = ?", arguments: [new.concertId]) != nil else {
                 throw DomainError.concertNotFound
             }
@@ -63,14 +63,14 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func concert(id: Int64) async throws -> Concert? {
-        try await writer.read { db in
+        try await read { db in
             try Row.fetchOne(db, sql: "SELECT \(Columns.concert) FROM concerts c WHERE c.id = ?", arguments: [id]).map(Self.concert)
         }
     }
 
     public func reservableConcerts(now: Timestamp, after: Int64?, limit: Int) async throws -> ReservableConcertPage {
         let t = now.milliseconds
-        return try await writer.read { db in
+        return try await read { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT \(Columns.concert) FROM concerts c
                 WHERE c.booking_opens_at <= ? AND c.booking_closes_at > ? AND c.id > ?
@@ -88,7 +88,7 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func hasFutureSchedule(concertId: Int64, now: Timestamp) async throws -> Bool {
-        try await writer.read { db in
+        try await read { db in
             try Int.fetchOne(db, sql: "SELECT 1 FROM schedules WHERE concert_id = ? AND starts_at > ? LIMIT 1",
                              arguments: [concertId, now.milliseconds]) != nil
         }
@@ -96,7 +96,7 @@ public final class SQLiteConcertStore: ConcertStore {
 
     public func futureSchedules(concertId: Int64, now: Timestamp) async throws -> [ScheduleAvailability] {
         let t = now.milliseconds
-        return try await writer.read { db in
+        return try await read { db in
             try Row.fetchAll(db, sql: """
                 SELECT s.id, s.concert_id, s.starts_at, s.total_seats, s.price,
                   s.total_seats - (SELECT COUNT(*) FROM reservations r
@@ -111,14 +111,14 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func schedule(id: Int64) async throws -> Schedule? {
-        try await writer.read { db in
+        try await read { db in
             try Row.fetchOne(db, sql: "SELECT id, concert_id, starts_at, total_seats, price FROM schedules WHERE id = ?",
                              arguments: [id]).map(Self.schedule)
         }
     }
 
     public func seatMap(scheduleId: Int64, now: Timestamp) async throws -> [Seat]? {
-        try await writer.read { db in
+        try await read { db in
             guard let schedule = try Row.fetchOne(db, sql: "SELECT id, concert_id, starts_at, total_seats, price FROM schedules WHERE id = ?",
                                                   arguments: [scheduleId]).map(Self.schedule) else { return nil }
             let taken = try Row.fetchAll(db, sql: """
@@ -139,7 +139,7 @@ public final class SQLiteConcertStore: ConcertStore {
 
     public func hold(_ request: HoldRequest) async throws -> Reservation {
         let now = request.now.milliseconds
-        return try await writer.write { db in
+        return try await write { db in
             guard let row = try Row.fetchOne(db, sql: """
                 SELECT s.id, s.concert_id, s.starts_at, s.total_seats, s.price, \(Columns.concert)
                 FROM schedules s JOIN concerts c ON c.id = s.concert_id WHERE s.id = ?
@@ -173,14 +173,14 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func reservations(userId: Int64) async throws -> [Reservation] {
-        try await writer.read { db in
+        try await read { db in
             try Row.fetchAll(db, sql: "SELECT \(Columns.reservation) FROM reservations WHERE user_id = ? ORDER BY id DESC",
                              arguments: [userId]).map(Self.reservation)
         }
     }
 
     public func reservation(id: Int64, userId: Int64) async throws -> Reservation? {
-        try await writer.read { db in
+        try await read { db in
             try Row.fetchOne(db, sql: "SELECT \(Columns.reservation) FROM reservations WHERE id = ? AND user_id = ?",
                              arguments: [id, userId]).map(Self.reservation)
         }
@@ -188,7 +188,7 @@ public final class SQLiteConcertStore: ConcertStore {
 
     @discardableResult
     public func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws -> Reservation {
-        try await writer.write { db in
+        try await write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT \(Columns.reservation) FROM reservations WHERE id = ? AND user_id = ?",
                                              arguments: [reservationId, userId]) else { throw DomainError.reservationNotFound }
             var reservation = Self.reservation(row)
@@ -202,14 +202,14 @@ public final class SQLiteConcertStore: ConcertStore {
     // MARK: Wallet
 
     public func balance(userId: Int64) async throws -> Int64 {
-        try await writer.read { db in
+        try await read { db in
             try Int64.fetchOne(db, sql: "SELECT balance FROM users WHERE id = ?", arguments: [userId]) ?? 0
         }
     }
 
     public func charge(userId: Int64, amount: Int64, now: Timestamp, rules: BookingRules,
                        idempotency: IdempotentCompletion<Int64>?) async throws -> Int64 {
-        try await writer.write { db in
+        try await write { db in
             try db.execute(sql: "INSERT INTO users (id) VALUES (?) ON CONFLICT (id) DO NOTHING", arguments: [userId])
             let balance = try Int64.fetchOne(db, sql: "SELECT balance FROM users WHERE id = ?", arguments: [userId]) ?? 0
             try WalletPolicy.checkCharge(amount: amount, balance: balance, rules: rules)
@@ -224,7 +224,7 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func history(userId: Int64) async throws -> [PointEntry] {
-        try await writer.read { db in
+        try await read { db in
             try Row.fetchAll(db, sql: """
                 SELECT id, type, amount, balance_after, created_at FROM point_entries WHERE user_id = ? ORDER BY id DESC
                 """, arguments: [userId]).map { row in
@@ -238,7 +238,7 @@ public final class SQLiteConcertStore: ConcertStore {
 
     public func pay(userId: Int64, reservationId: Int64, now: Timestamp,
                     idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt {
-        try await writer.write { db in
+        try await write { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT \(Columns.reservation) FROM reservations WHERE id = ? AND user_id = ?",
                                              arguments: [reservationId, userId]) else { throw DomainError.reservationNotFound }
             let reservation = Self.reservation(row)
@@ -262,7 +262,7 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func payment(id: Int64, userId: Int64) async throws -> Payment? {
-        try await writer.read { db in
+        try await read { db in
             try Row.fetchOne(db, sql: "SELECT id, user_id, reservation_id, amount, paid_at FROM payments WHERE id = ? AND user_id = ?",
                              arguments: [id, userId]).map { row in
                 Payment(id: row[0], userId: row[1], reservationId: row[2], amount: row[3], paidAt: Timestamp(milliseconds: row[4]))
@@ -274,7 +274,7 @@ public final class SQLiteConcertStore: ConcertStore {
 
     public func claim(userId: Int64, key: String, fingerprint: String, now: Timestamp,
                       leaseMilliseconds: Int64, retentionMilliseconds: Int64) async throws -> IdempotencyClaim {
-        try await writer.write { db in
+        try await write { db in
             let t = now.milliseconds
             if let row = try Row.fetchOne(db, sql: """
                 SELECT fingerprint, state, response_status, response_body, created_at
@@ -301,7 +301,7 @@ public final class SQLiteConcertStore: ConcertStore {
     }
 
     public func release(userId: Int64, key: String, claimedAt: Timestamp) async throws {
-        try await writer.write { db in
+        try await write { db in
             try db.execute(sql: """
                 DELETE FROM idempotency_keys WHERE user_id = ? AND key = ? AND state = 'RUNNING' AND created_at = ?
                 """, arguments: [userId, key, claimedAt.milliseconds])
@@ -315,6 +315,30 @@ public final class SQLiteConcertStore: ConcertStore {
             WHERE user_id = ? AND key = ? AND state = 'RUNNING' AND created_at = ?
             """, arguments: [response.status, Data(response.body), completion.userId, completion.key, completion.claimedAt.milliseconds])
         guard db.changesCount == 1 else { throw DomainError.idempotencyKeyInUse }
+    }
+
+    // MARK: Access
+
+    /// A write transaction. A database still locked by another process after the busy timeout
+    /// is unavailability (503), not a fault of ours.
+    private func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await writer.write(updates)
+        } catch let error as DatabaseError where Self.isBusy(error) {
+            throw StoreUnavailable("the SQLite database is locked: \(error.resultCode)")
+        }
+    }
+
+    private func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        do {
+            return try await writer.read(value)
+        } catch let error as DatabaseError where Self.isBusy(error) {
+            throw StoreUnavailable("the SQLite database is locked: \(error.resultCode)")
+        }
+    }
+
+    private static func isBusy(_ error: DatabaseError) -> Bool {
+        error.resultCode == .SQLITE_BUSY || error.resultCode == .SQLITE_LOCKED
     }
 
     // MARK: Rows

@@ -23,8 +23,9 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env LOG_LEVEL)")
     var logLevel: String?
 
-    func config() throws -> AppConfig {
-        var config = try AppConfig.fromEnvironment(ProcessInfo.processInfo.environment)
+    func config(overriding flags: [String: String] = [:]) throws -> AppConfig {
+        let environment = ProcessInfo.processInfo.environment.merging(flags) { _, flag in flag }
+        var config = try AppConfig.fromEnvironment(environment)
         if let databaseURL { config.databaseURL = databaseURL }
         if let redisURL { config.redisURL = redisURL }
         return config
@@ -46,11 +47,32 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Development mode: a built-in JWT secret when none is set, demo data in an empty database")
     var dev = false
     @Flag(help: "Fill demo concerts when the database is empty") var demo = false
+    @Option(help: "Seconds a seat hold lasts (env CONCERT_HOLD_SECONDS)") var holdSeconds: Int?
+    @Option(help: "ACTIVE queue tokens per concert (env CONCERT_QUEUE_MAX_ACTIVE)") var queueMaxActive: Int?
+    @Option(help: "Seconds an ACTIVE token lasts (env CONCERT_QUEUE_ACTIVE_SECONDS)") var queueActiveSeconds: Int?
+    @Option(help: "Seconds a WAITING token keeps its place without a poll (env CONCERT_QUEUE_IDLE_SECONDS)") var queueIdleSeconds: Int?
+    @Option(help: "Live holds one user may have (env CONCERT_MAX_HOLDS_PER_USER)") var maxHoldsPerUser: Int?
+    @Option(help: "Largest single charge (env CONCERT_MAX_CHARGE)") var maxCharge: Int?
+    @Option(help: "Requests per second per user, 0 = off (env CONCERT_RATE_LIMIT_PER_USER)") var rateLimitPerUser: Int?
+    @Option(help: "Requests per second per client address, 0 = off (env CONCERT_RATE_LIMIT_PER_IP)") var rateLimitPerIp: Int?
+
+    /// Flags as the environment variables they stand for, so both go through the same checks.
+    var flagSettings: [String: String] {
+        let pairs: [(String, Int?)] = [
+            ("CONCERT_HOLD_SECONDS", holdSeconds), ("CONCERT_QUEUE_MAX_ACTIVE", queueMaxActive),
+            ("CONCERT_QUEUE_ACTIVE_SECONDS", queueActiveSeconds), ("CONCERT_QUEUE_IDLE_SECONDS", queueIdleSeconds),
+            ("CONCERT_MAX_HOLDS_PER_USER", maxHoldsPerUser), ("CONCERT_MAX_CHARGE", maxCharge),
+            ("CONCERT_RATE_LIMIT_PER_USER", rateLimitPerUser), ("CONCERT_RATE_LIMIT_PER_IP", rateLimitPerIp),
+        ]
+        var settings: [String: String] = [:]
+        for (name, value) in pairs { if let value { settings[name] = String(value) } }
+        if let host { settings["CONCERT_HOST"] = host }
+        if let port { settings["CONCERT_PORT"] = String(port) }
+        return settings
+    }
 
     func run() async throws {
-        var settings = try exitOnConfigError { try common.config() }
-        if let host { settings.host = host }
-        if let port { settings.port = port }
+        var settings = try exitOnConfigError { try common.config(overriding: flagSettings) }
         settings.dev = dev
         settings.demo = demo
         let config = settings

@@ -84,6 +84,31 @@ struct OperationsAndAuthTests {
         }
     }
 
+    @Test(arguments: TestBackend.all) func perUserAndPerAddressRateLimitsAnswer429WithRetryAfter(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.rateLimitPerUser = 2 }) { api in
+            #expect(try await api.call(.get, "/v1/points", user: 5).status == 200)
+            #expect(try await api.call(.get, "/v1/points", user: 5).status == 200)
+            let limited = try await api.call(.get, "/v1/points", user: 5)
+            #expect(limited.status == 429 && limited.code == "RATE_LIMITED")
+            #expect(Int(limited.headers[.retryAfter] ?? "") ?? 0 >= 1)
+            #expect(try await api.call(.get, "/v1/points", user: 6).status == 200, "limits are per user")
+            api.clock.advance(seconds: 1)
+            #expect(try await api.call(.get, "/v1/points", user: 5).status == 200, "the bucket refills")
+            // A limited charge changes nothing.
+            _ = try await api.charge(10, user: 7)
+            _ = try await api.charge(10, user: 7)
+            #expect(try await api.charge(10, user: 7).code == "RATE_LIMITED")
+            api.clock.advance(seconds: 5)
+            #expect(try await api.call(.get, "/v1/points", user: 7).int("balance") == 20)
+        }
+        try await withAPI(backend, configure: { $0.rateLimitPerIP = 1 }) { api in
+            let first = try await api.call(.get, "/v1/concerts")
+            let second = try await api.call(.get, "/v1/concerts")
+            #expect(first.status == 200)
+            #expect(second.code == "RATE_LIMITED", "unauthenticated requests count too")
+        }
+    }
+
     @Test func adminRoutesNeedTheAdminRole() async throws {
         try await withAPI { api in
             let body = #"{"title":"T","artist":"A","venue":"V","bookingOpensAt":"2026-01-01T00:00:00Z","bookingClosesAt":"2027-01-01T00:00:00Z"}"#

@@ -1,4 +1,5 @@
 import ConcertAPI
+import ConcertDomain
 import ConcertTestSupport
 import Foundation
 #if canImport(FoundationNetworking)
@@ -138,6 +139,46 @@ struct ProcessTests {
             #expect(result.stderr.hasPrefix("concertd: "), "\(url): \(result.stderr)")
             #expect(result.stderr.split(separator: "\n").count == 1, "\(url): \(result.stderr)")
         }
+    }
+
+    @Test func badSettingsFromFlagsOrEnvironmentGiveOneClearLine() async throws {
+        let flag = try await runConcertd(["serve", "--dev", "--port", "0", "--database-url", "sqlite::memory:", "--hold-seconds", "0"])
+        #expect(flag.status != 0)
+        #expect(flag.stderr.contains("CONCERT_HOLD_SECONDS"), "\(flag.stderr)")
+        let env = try await runConcertd(["serve", "--dev", "--port", "0", "--database-url", "sqlite::memory:"],
+                                        environment: ["CONCERT_QUEUE_MAX_ACTIVE": "lots"])
+        #expect(env.status != 0)
+        #expect(env.stderr.hasPrefix("concertd: CONCERT_QUEUE_MAX_ACTIVE"), "\(env.stderr)")
+        #expect(env.stderr.split(separator: "\n").count == 1)
+    }
+
+    @Test func flagsOverrideTheEnvironment() async throws {
+        let server = try await ConcertdProcess(arguments: ["--dev", "--database-url", "sqlite::memory:", "--hold-seconds", "42"],
+                                               environment: ["CONCERT_HOLD_SECONDS": "300"])
+        let token = try await ConcertService.token(secret: AppConfig.devJWTSecret, userId: 3, admin: false, ttlSeconds: 600)
+        let concerts = try await server.request("GET", "v1/concerts")
+        let concertId = try #require((concerts.json["concerts"] as? [[String: Any]])?.first?["id"] as? Int)
+        let queue = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: token)
+        let queueToken = try #require(queue.json["token"] as? String)
+        let schedules = try await server.request("GET", "v1/concerts/\(concertId)/schedules", token: token, queueToken: queueToken)
+        let scheduleId = try #require((schedules.json["schedules"] as? [[String: Any]])?.first?["id"] as? Int)
+        let hold = try await server.request("POST", "v1/reservations", token: token, queueToken: queueToken,
+                                            body: #"{"scheduleId": \#(scheduleId), "seatNumber": 1}"#)
+        let created = try #require(RFC3339.parse(hold.json["createdAt"] as? String ?? ""))
+        let until = try #require(RFC3339.parse(hold.json["heldUntil"] as? String ?? ""))
+        #expect(until.milliseconds - created.milliseconds == 42_000)
+        _ = await server.stop()
+    }
+
+    @Test func unreachablePostgresAtStartGivesOneClearLine() async throws {
+        let port = try OutageTests.closedPort()
+        let result = try await runConcertd(["serve", "--dev", "--port", "0", "--database-url", "postgres://app@127.0.0.1:\(port)/concerts"])
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("concertd: "), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        let malformed = try await runConcertd(["migrate", "--database-url", "postgres://nobody"])
+        #expect(malformed.status != 0)
+        #expect(malformed.stderr.hasPrefix("concertd: CONCERT_DATABASE_URL"), "\(malformed.stderr)")
     }
 
     @Test func migrateBringsAnEmptyDatabaseUpToDate() async throws {

@@ -58,9 +58,12 @@ func buildRouter(_ deps: Dependencies, registry: PrometheusCollectorRegistry) ->
     let points = PointsController(deps: deps)
     let payments = PaymentsController(deps: deps)
     let admin = AdminController(deps: deps)
+    let web = WebController(deps: deps)
 
     typealias Handler = @Sendable (Request, AppRequestContext) async throws -> Response
-    let publicRoutes: [(String, HTTPRequest.Method, Handler)] = [
+    var publicRoutes: [(String, HTTPRequest.Method, Handler)] = [
+        ("/", .get, web.index),
+        ("/assets/{name}", .get, web.asset),
         ("/healthz", .get, operations.health),
         ("/readyz", .get, operations.ready),
         ("/metrics", .get, operations.metrics),
@@ -84,8 +87,12 @@ func buildRouter(_ deps: Dependencies, registry: PrometheusCollectorRegistry) ->
         ("/v1/payments", .post, payments.pay),
         ("/v1/payments/{paymentId}", .get, payments.show),
     ]
+    if deps.config.dev {
+        publicRoutes.append(("/dev/token", .post, web.devToken))
+    }
     let adminRoutes: [(String, HTTPRequest.Method, Handler)] = [
         ("/v1/admin/concerts", .post, admin.createConcert),
+        ("/v1/admin/concerts/{concertId}/stats", .get, admin.stats),
         ("/v1/admin/concerts/{concertId}/schedules", .post, admin.createSchedule),
     ]
 

@@ -266,6 +266,17 @@ struct AdminController {
         return try JSONBody.response(ConcertBody(concert, reservable: false), status: .created)
     }
 
+    /// Operators' live view of one concert: its line and its seats.
+    func stats(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let concertId = try request.pathId("concertId", context: context, orElse: .concertNotFound)
+        guard try await deps.store.concert(id: concertId) != nil else { throw DomainError.concertNotFound }
+        let now = deps.clock.now()
+        let line = try await deps.waitingRoom.counts(concertId: concertId, now: now)
+        let seats = try await deps.store.seatCounts(concertId: concertId, now: now)
+        return try JSONBody.response(ConcertStatsBody(concertId: concertId, waiting: line.waiting, active: line.active,
+                                                      totalSeats: seats.total, seatsHeld: seats.held, seatsSold: seats.sold))
+    }
+
     func createSchedule(_ request: Request, context: AppRequestContext) async throws -> Response {
         let concertId = try request.pathId("concertId", context: context, orElse: .concertNotFound)
         let body = try await JSONBody.decode(NewScheduleBody.self, from: request)

@@ -139,3 +139,13 @@ struct QueueTicketBody: Encodable {
         }
     }
 }
+
+/// An operator's live counts for one concert (future schedules only).
+struct ConcertStatsBody: Encodable {
+    var concertId: Int64
+    var waiting: Int
+    var active: Int
+    var totalSeats: Int
+    var seatsHeld: Int
+    var seatsSold: Int
+}

@@ -140,6 +140,18 @@ public final class PostgresConcertStore: ConcertStore {
         }
     }
 
+    public func seatCounts(concertId: Int64, now: Timestamp) async throws -> SeatCounts {
+        let rows = try await rows("""
+            SELECT COALESCE(SUM(s.total_seats), 0)::bigint,
+                  COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'HELD' AND r.held_until > \(now.milliseconds))), 0)::bigint,
+                  COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'CONFIRMED')), 0)::bigint
+                FROM schedules s WHERE s.concert_id = \(concertId) AND s.starts_at > \(now.milliseconds)
+            """)
+        guard let row = rows.first else { return SeatCounts(total: 0, held: 0, sold: 0) }
+        let (total, held, sold) = try row.decode((Int64, Int64, Int64).self)
+        return SeatCounts(total: Int(total), held: Int(held), sold: Int(sold))
+    }
+
     public func hasFutureSchedule(concertId: Int64, now: Timestamp) async throws -> Bool {
         try await first("""
             SELECT EXISTS (SELECT 1 FROM schedules WHERE concert_id = \(concertId) AND starts_at > \(now.milliseconds))

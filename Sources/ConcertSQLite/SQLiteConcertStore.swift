@@ -135,6 +135,18 @@ public final class SQLiteConcertStore: ConcertStore {
         }
     }
 
+    public func seatCounts(concertId: Int64, now: Timestamp) async throws -> SeatCounts {
+        try await read { db in
+            let row = try Row.fetchOne(db, sql: """
+                SELECT COALESCE(SUM(s.total_seats), 0),
+                  COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'HELD' AND r.held_until > ?)), 0),
+                  COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'CONFIRMED')), 0)
+                FROM schedules s WHERE s.concert_id = ? AND s.starts_at > ?
+                """, arguments: [now.milliseconds, concertId, now.milliseconds])
+            return SeatCounts(total: row?[0] ?? 0, held: row?[1] ?? 0, sold: row?[2] ?? 0)
+        }
+    }
+
     // MARK: Reservations
 
     public func hold(_ request: HoldRequest) async throws -> Reservation {

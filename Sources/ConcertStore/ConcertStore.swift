@@ -15,6 +15,19 @@ public protocol CatalogStore: Sendable {
     func schedule(id: Int64) async throws -> Schedule?
     /// Every seat of the schedule with its status at `now`; nil when there is no such schedule.
     func seatMap(scheduleId: Int64, now: Timestamp) async throws -> [Seat]?
+    /// Seats of the concert's future schedules: in all, held at `now`, and sold (operators' view).
+    func seatCounts(concertId: Int64, now: Timestamp) async throws -> SeatCounts
+}
+
+public struct SeatCounts: Sendable, Equatable {
+    public var total: Int
+    public var held: Int
+    public var sold: Int
+    public init(total: Int, held: Int, sold: Int) {
+        self.total = total
+        self.held = held
+        self.sold = sold
+    }
 }
 
 /// A page of reservable concerts, and until when it stays true if no one writes anything.

@@ -1,4 +1,5 @@
 import ConcertAPI
+import ConcertDomain
 import Foundation
 import HTTPTypes
 import Testing
@@ -106,6 +107,45 @@ struct OperationsAndAuthTests {
             let second = try await api.call(.get, "/v1/concerts")
             #expect(first.status == 200)
             #expect(second.code == "RATE_LIMITED", "unauthenticated requests count too")
+        }
+    }
+
+    @Test(arguments: TestBackend.all) func operatorsSeeLiveCountsOfTheLineAndTheSeats(backend: TestBackend) async throws {
+        try await withAPI(backend, configure: { $0.queue = QueuePolicy(maxActive: 2, activeSeconds: 600, idleSeconds: 600) }) { api in
+            let concert = try await api.openConcert(seats: 20, price: 10)
+            let first = try await api.activeToken(concert.concertId, user: 5)
+            _ = try await api.activeToken(concert.concertId, user: 6)
+            _ = try await api.join(concert.concertId, user: 7)
+            _ = try await api.hold(concert.scheduleId, seat: 1, user: 5, token: first)
+            let paid = try await api.hold(concert.scheduleId, seat: 2, user: 5, token: first)
+            _ = try await api.charge(100, user: 5)
+            _ = try await api.pay(paid.int("id")!, user: 5, token: first)
+            let stats = try await api.call(.get, "/v1/admin/concerts/\(concert.concertId)/stats", user: 1, admin: true)
+            #expect(stats.status == 200)
+            #expect(stats.int("waiting") == 0, "user 7 was admitted when user 5's payment ended their token")
+            #expect(stats.int("active") == 2)
+            #expect(stats.int("totalSeats") == 20 && stats.int("seatsHeld") == 1 && stats.int("seatsSold") == 1)
+            #expect(try await api.call(.get, "/v1/admin/concerts/\(concert.concertId)/stats", user: 5).code == "FORBIDDEN")
+            #expect(try await api.call(.get, "/v1/admin/concerts/999/stats", user: 1, admin: true).code == "CONCERT_NOT_FOUND")
+        }
+    }
+
+    @Test func theWebPageIsServedAndTheDevSignInExistsOnlyInDevMode() async throws {
+        try await withAPI { api in
+            let page = try await api.call(.get, "/")
+            #expect(page.status == 200)
+            #expect(page.headers[.contentType]?.hasPrefix("text/html") == true)
+            #expect(try await api.call(.get, "/assets/nope.js").status == 404)
+            #expect(try await api.call(.post, "/dev/token", json: #"{"userId": 5}"#).status == 404)
+        }
+        try await withAPI(configure: { $0.dev = true }) { api in
+            let reply = try await api.call(.post, "/dev/token", json: #"{"userId": 5, "admin": true}"#)
+            #expect(reply.status == 200)
+            let token = try #require(reply.string("token"))
+            let body = #"{"title":"T","artist":"A","venue":"V","bookingOpensAt":"2026-01-01T00:00:00Z","bookingClosesAt":"2027-01-01T00:00:00Z"}"#
+            let created = try await api.call(.post, "/v1/admin/concerts", headers: [.authorization: "Bearer \(token)"], json: body)
+            #expect(created.status == 201)
+            #expect(try await api.call(.post, "/dev/token", json: #"{"userId": 0}"#).code == "VALIDATION_FAILED")
         }
     }
 

@@ -5,6 +5,7 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import Synchronization
 import Testing
 
 /// A `concertd` process started from the built binary, on a free port.
@@ -30,28 +31,35 @@ final class ConcertdProcess: @unchecked Sendable {
         process.environment = env
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
+        // The pipe is drained on Foundation's own thread; the loop below only sleeps, so no thread
+        // of the (small) cooperative pool is ever blocked on a read.
+        let seen = OutputBuffer()
+        output.fileHandleForReading.readabilityHandler = { handle in seen.append(handle.availableData) }
         try process.run()
-        var seen = Data()
-        let handle = output.fileHandleForReading
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(60)
         var url: URL?
         while url == nil, Date() < deadline, process.isRunning {
-            let chunk = handle.availableData
-            if chunk.isEmpty { try await Task.sleep(for: .milliseconds(20)); continue }
-            seen.append(chunk)
-            let text = String(decoding: seen, as: UTF8.self)
+            let text = seen.text
             if let range = text.range(of: #"listening on (http://[0-9.]+:[0-9]+)"#, options: .regularExpression) {
                 url = URL(string: String(text[range].dropFirst("listening on ".count)))
+            } else {
+                try await Task.sleep(for: .milliseconds(20))
             }
         }
         guard let url else {
             process.terminate()
-            throw ProcessError.didNotStart(String(decoding: seen, as: UTF8.self))
+            throw ProcessError.didNotStart(seen.text)
         }
         baseURL = url
     }
 
     enum ProcessError: Error { case didNotStart(String) }
+
+    final class OutputBuffer: Sendable {
+        private let data = Mutex(Data())
+        func append(_ chunk: Data) { data.withLock { $0.append(chunk) } }
+        var text: String { data.withLock { String(decoding: $0, as: UTF8.self) } }
+    }
 
     func stop() async -> Int32 {
         if process.isRunning { process.terminate() }

@@ -105,9 +105,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedStateTests",
-            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient"]
+            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient", "ConcertTestSupport"]
         ),
-        .testTarget(name: "RESPClientTests", dependencies: ["RESPClient"]),
+        .testTarget(name: "RESPClientTests", dependencies: ["RESPClient", "ConcertTestSupport"]),
         .testTarget(
             name: "ConcertAPITests",
             dependencies: [

@@ -6,16 +6,15 @@ import Testing
 /// What the service does when Redis or PostgreSQL cannot be reached.
 @Suite("Outages")
 struct OutageTests {
-    /// A loopback port with nothing listening on it.
-    static func closedPort() throws -> Int {
-        let probe = try TCPProxy(targetPort: 9)  // binds a free port
-        let port = probe.port
-        probe.close()
-        return port
+    /// A loopback port that refuses connections (bound, not listening).
+    static func closedPort() throws -> (port: Int, keepAlive: SilentServer) {
+        let closed = try SilentServer(listening: false)
+        return (closed.port, closed)
     }
 
     @Test func redisDownMeansQueue503AndTheCacheIsBypassed() async throws {
-        let port = try Self.closedPort()
+        let (port, closed) = try Self.closedPort()
+        defer { withExtendedLifetime(closed) {} }
         try await withAPI(.sqliteMemory, configure: { $0.redisURL = "redis://127.0.0.1:\(port)" }) { api in
             let started = ContinuousClock.now
             let concert = try await api.openConcert()

@@ -179,7 +179,8 @@ struct ProcessTests {
     }
 
     @Test func unreachablePostgresAtStartGivesOneClearLine() async throws {
-        let port = try OutageTests.closedPort()
+        let (port, closed) = try OutageTests.closedPort()
+        defer { withExtendedLifetime(closed) {} }
         let result = try await runConcertd(["serve", "--dev", "--port", "0", "--database-url", "postgres://app@127.0.0.1:\(port)/concerts"])
         #expect(result.status != 0)
         #expect(result.stderr.hasPrefix("concertd: "), "\(result.stderr)")

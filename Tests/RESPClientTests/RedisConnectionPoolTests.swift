@@ -1,3 +1,4 @@
+import ConcertTestSupport
 import RESPClient
 import Testing
 

@@ -1,3 +1,4 @@
+import ConcertTestSupport
 import ConcertDomain
 import ConcertRedis
 import SharedState

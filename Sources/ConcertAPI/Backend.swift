@@ -40,7 +40,10 @@ struct Backend {
             return Backend(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
                            services: services + redis.services)
         }
-        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: InProcessResponseCache(),
+        // PostgreSQL without Redis may be shared by several instances, whose in-process caches
+        // could not be invalidated by each other's admin writes: no cache then.
+        let cache: any ResponseCache = store is SQLiteConcertStore ? InProcessResponseCache() : NoResponseCache()
+        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: cache,
                        rateLimiter: InProcessRateLimiter(), services: services)
     }
 }

@@ -46,3 +46,12 @@ public final class InProcessResponseCache: ResponseCache {
         _ = namespaces.withLock { $0.removeValue(forKey: namespace) }
     }
 }
+
+/// No cache at all: for several instances on one PostgreSQL without Redis, where an in-process
+/// cache could not be invalidated on the other instances and would serve stale lists.
+public struct NoResponseCache: ResponseCache {
+    public init() {}
+    public func get(namespace: String, key: String, now: Timestamp) async throws -> [UInt8]? { nil }
+    public func set(namespace: String, key: String, value: [UInt8], expiresAt: Timestamp, now: Timestamp) async throws {}
+    public func invalidate(namespace: String) async throws {}
+}

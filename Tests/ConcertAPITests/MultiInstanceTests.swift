@@ -20,14 +20,15 @@ struct MultiInstanceTests {
         }
     }
 
-    func startCluster(count: Int, environment extra: [String: String]) async throws -> Cluster {
+    func startCluster(count: Int, redis useRedis: Bool = true, environment extra: [String: String]) async throws -> Cluster {
         guard let admin = TestServices.postgresURL, let redis = TestServices.redisURL else {
             throw MissingTestService(description: "scripts/test provides CONCERT_TEST_POSTGRES_URL and CONCERT_TEST_REDIS_URL")
         }
         let database = try await TestDatabase.create(adminURL: admin)
         let prefix = "multi-\(UUID().uuidString.prefix(8)):"
         var environment = ["CONCERT_JWT_SECRET": testSecret, "CONCERT_DATABASE_URL": database.url,
-                           "CONCERT_REDIS_URL": redis, "CONCERT_REDIS_KEY_PREFIX": prefix]
+                           "CONCERT_REDIS_KEY_PREFIX": prefix]
+        if useRedis { environment["CONCERT_REDIS_URL"] = redis }
         for (key, value) in extra { environment[key] = value }
         let migrated = try await runConcertd(["migrate"], environment: environment)
         #expect(migrated.status == 0, "\(migrated.stderr)")
@@ -110,6 +111,22 @@ struct MultiInstanceTests {
                 #expect(balance.json["balance"] as? Int == 50, "user \(user) paid once")
             }
             try await expectInvariants(cluster.database)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
+    /// Without Redis nothing is cached, so what one instance writes the others list at once.
+    @Test(.enabled(if: serversAreConfigured)) func instancesOnPostgresAloneNeverServeAStaleList() async throws {
+        let cluster = try await startCluster(count: 2, redis: false, environment: [:])
+        do {
+            let (a, b) = (cluster.instances[0], cluster.instances[1])
+            _ = try await openConcert(on: a, seats: 5, price: 10)
+            #expect((try await b.request("GET", "v1/concerts").json["concerts"] as? [Any])?.count == 1)
+            _ = try await openConcert(on: a, seats: 5, price: 10)
+            #expect((try await b.request("GET", "v1/concerts").json["concerts"] as? [Any])?.count == 2)
         } catch {
             await cluster.stop()
             throw error

@@ -46,6 +46,23 @@ public enum ConcertService {
         }
     }
 
+    /// Counts the rows that break each invariant; the caller reports and exits non-zero on any.
+    public static func verify(config: AppConfig, logger: Logger) async throws -> [(name: String, breaches: Int64)] {
+        let backend = try await Backend.make(config: config, logger: logger)
+        var report: [(name: String, breaches: Int64)] = []
+        try await explainingStartupFailures(config) {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for service in backend.services {
+                    group.addTask { try await service.run() }
+                }
+                if !backend.services.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                report = try await backend.store.countInvariantBreaches().map { ($0.invariant.name, $0.breaches) }
+                group.cancelAll()
+            }
+        }
+        return report
+    }
+
     /// A signed JWT for local use.
     public static func token(secret: String, userId: Int64, admin: Bool, ttlSeconds: Int64) async throws -> String {
         Authenticator(secret: secret).issue(userId: userId, admin: admin, ttlSeconds: ttlSeconds)

@@ -140,6 +140,14 @@ public final class PostgresConcertStore: ConcertStore {
         }
     }
 
+    public func countInvariantBreaches() async throws -> [(invariant: Invariant, breaches: Int64)] {
+        var report: [(invariant: Invariant, breaches: Int64)] = []
+        for invariant in Invariant.all {
+            report.append((invariant, try await first(PostgresQuery(unsafeSQL: invariant.countingSQL), as: Int64.self) ?? 0))
+        }
+        return report
+    }
+
     public func seatCounts(concertId: Int64, now: Timestamp) async throws -> SeatCounts {
         let rows = try await rows("""
             SELECT COALESCE(SUM(s.total_seats), 0)::bigint,

@@ -36,6 +36,12 @@ public final class SQLiteConcertStore: ConcertStore {
         try await read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM concerts") ?? 0 } == 0
     }
 
+    public func countInvariantBreaches() async throws -> [(invariant: Invariant, breaches: Int64)] {
+        try await read { db in
+            try Invariant.all.map { ($0, try Int64.fetchOne(db, sql: $0.countingSQL) ?? 0) }
+        }
+    }
+
     // MARK: Catalog
 
     public func createConcert(_ new: NewConcert) async throws -> Concert {

@@ -153,6 +153,35 @@ public protocol ConcertStore: CatalogStore, ReservationStore, WalletStore, Payme
     func ping() async throws
     /// Whether the database holds no concert yet (dev mode fills demo data then).
     func isEmpty() async throws -> Bool
+    /// How many rows break each of the service's invariants (`Invariant.all`); all zero when sound.
+    func countInvariantBreaches() async throws -> [(invariant: Invariant, breaches: Int64)]
+}
+
+/// A promise the data must keep whatever the code does, with the SQL (the same on both engines)
+/// that counts the rows breaking it. `concertd verify` and the tests check them.
+public struct Invariant: Sendable, Equatable {
+    public var name: String
+    public var countingSQL: String
+
+    public static let all: [Invariant] = [
+        Invariant(name: "no seat has two live (HELD or CONFIRMED) reservations", countingSQL: """
+            SELECT COUNT(*) FROM (SELECT schedule_id, seat_number FROM reservations
+              WHERE status IN ('HELD', 'CONFIRMED') GROUP BY schedule_id, seat_number HAVING COUNT(*) > 1) doubled
+            """),
+        Invariant(name: "every CONFIRMED reservation has exactly one payment", countingSQL: """
+            SELECT COUNT(*) FROM reservations r WHERE r.status = 'CONFIRMED'
+              AND (SELECT COUNT(*) FROM payments p WHERE p.reservation_id = r.id) <> 1
+            """),
+        Invariant(name: "every payment belongs to a CONFIRMED reservation of its payer at its price", countingSQL: """
+            SELECT COUNT(*) FROM payments p LEFT JOIN reservations r ON r.id = p.reservation_id
+              WHERE r.id IS NULL OR r.status <> 'CONFIRMED' OR r.user_id <> p.user_id OR r.price <> p.amount
+            """),
+        Invariant(name: "every balance equals the sum of its history", countingSQL: """
+            SELECT COUNT(*) FROM users u
+              WHERE u.balance <> COALESCE((SELECT SUM(e.amount) FROM point_entries e WHERE e.user_id = u.id), 0)
+            """),
+        Invariant(name: "no balance is negative", countingSQL: "SELECT COUNT(*) FROM users WHERE balance < 0"),
+    ]
 }
 
 /// The database could not be reached or did not answer in time.

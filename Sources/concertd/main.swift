@@ -9,7 +9,7 @@ struct Concertd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "concertd",
         abstract: "A concert ticketing backend: waiting room, seat holds, points and payments.",
-        subcommands: [Serve.self, Migrate.self, Token.self],
+        subcommands: [Serve.self, Migrate.self, Verify.self, Token.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -104,6 +104,21 @@ struct Migrate: AsyncParsableCommand {
         let config = try exitOnConfigError { try common.config() }
         try await exitOnConfigError { try await ConcertService.migrate(config: config, logger: common.logger()) }
         print("concertd: schema of \(config.databaseURL) is up to date")
+    }
+}
+
+struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check the data's invariants (no seat sold twice, balances equal their history, ...); exit 1 on any breach.")
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        let config = try exitOnConfigError { try common.config() }
+        let report = try await exitOnConfigError { try await ConcertService.verify(config: config, logger: common.logger()) }
+        for line in report {
+            print("\(line.breaches == 0 ? "ok    " : "BREACH") \(line.name)\(line.breaches == 0 ? "" : ": \(line.breaches) rows")")
+        }
+        if report.contains(where: { $0.breaches > 0 }) { throw ExitCode(1) }
     }
 }
 

@@ -111,6 +111,14 @@ struct MultiInstanceTests {
                 #expect(balance.json["balance"] as? Int == 50, "user \(user) paid once")
             }
             try await expectInvariants(cluster.database)
+            let verified = try await runConcertd(["verify", "--database-url", cluster.database.url])
+            #expect(verified.status == 0, "\(verified.stdout)\(verified.stderr)")
+            #expect(verified.stdout.split(separator: "\n").count == 5 && !verified.stdout.contains("BREACH"))
+            // And verify does see a breach: one balance no longer equals its history.
+            _ = try await cluster.database.scalar("UPDATE users SET balance = balance + 1 WHERE id = (SELECT MIN(user_id) FROM point_entries)")
+            let broken = try await runConcertd(["verify", "--database-url", cluster.database.url])
+            #expect(broken.status == 1)
+            #expect(broken.stdout.contains("BREACH every balance equals the sum of its history: 1 rows"), "\(broken.stdout)")
         } catch {
             await cluster.stop()
             throw error

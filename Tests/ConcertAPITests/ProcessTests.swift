@@ -131,6 +131,9 @@ struct ProcessTests {
         #expect(paid.status == 201)
         #expect(paid.json["status"] as? String == "PAID")
         #expect(await server.stop() == 0, "SIGTERM is a graceful shutdown")
+        let verified = try await runConcertd(["verify", "--database-url", "sqlite:" + path])
+        #expect(verified.status == 0, "\(verified.stdout)")
+        #expect(verified.stdout.hasPrefix("ok"))
     }
 
     @Test func withoutASecretOrDevTheServerRefusesToStart() async throws {

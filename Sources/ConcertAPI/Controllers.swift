@@ -123,8 +123,10 @@ struct ReservationsController {
             throw DomainError.seatOutOfRange(seat: body.seatNumber, totalSeats: schedule.totalSeats)
         }
         let now = deps.clock.now()
-        let reservation = try await deps.store.hold(HoldRequest(userId: caller.userId, scheduleId: body.scheduleId,
-                                                                seatNumber: body.seatNumber, now: now, rules: deps.rules))
+        let reservation = try await BusinessMetrics.recording(BusinessMetrics.hold) {
+            try await deps.store.hold(HoldRequest(userId: caller.userId, scheduleId: body.scheduleId,
+                                                  seatNumber: body.seatNumber, now: now, rules: deps.rules))
+        }
         await deps.cacheAside(context).invalidate(CacheAside.schedules(of: schedule.concertId))
         return try JSONBody.response(ReservationBody(reservation, now: now), status: .created)
     }
@@ -175,10 +177,12 @@ struct PointsController {
         let idempotency = Idempotency(store: deps.store, clock: deps.clock)
         return try await idempotency.run(request: request, userId: caller.userId,
                                          fingerprint: "POST /v1/points/charges amount=\(body.amount)") { completion in
-            let balance = try await deps.store.charge(userId: caller.userId, amount: body.amount, now: deps.clock.now(),
-                                                      rules: deps.rules, idempotency: completion { balance in
-                StoredResponse(status: 200, body: try JSONBody.encode(BalanceBody(balance: balance)))
-            })
+            let balance = try await BusinessMetrics.recording(BusinessMetrics.charge) {
+                try await deps.store.charge(userId: caller.userId, amount: body.amount, now: deps.clock.now(),
+                                            rules: deps.rules, idempotency: completion { balance in
+                    StoredResponse(status: 200, body: try JSONBody.encode(BalanceBody(balance: balance)))
+                })
+            }
             return try JSONBody.response(BalanceBody(balance: balance))
         }
     }
@@ -217,10 +221,12 @@ struct PaymentsController {
             if reservation.storedStatus == .confirmed { throw DomainError.reservationAlreadyPaid }
             let ticket = try await gate.ticket(token, caller: caller)
             try QueueGate.admit(ticket, concertId: reservation.concertId)
-            let receipt = try await deps.store.pay(userId: caller.userId, reservationId: body.reservationId, now: deps.clock.now(),
-                                                   idempotency: completion { receipt in
-                StoredResponse(status: 201, body: try JSONBody.encode(PaymentBody(receipt.payment, balance: receipt.balance)))
-            })
+            let receipt = try await BusinessMetrics.recording(BusinessMetrics.payment) {
+                try await deps.store.pay(userId: caller.userId, reservationId: body.reservationId, now: deps.clock.now(),
+                                         idempotency: completion { receipt in
+                    StoredResponse(status: 201, body: try JSONBody.encode(PaymentBody(receipt.payment, balance: receipt.balance)))
+                })
+            }
             do {
                 try await deps.waitingRoom.end(token: token, now: deps.clock.now())
             } catch {

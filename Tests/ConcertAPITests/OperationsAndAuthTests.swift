@@ -30,6 +30,21 @@ struct OperationsAndAuthTests {
         }
     }
 
+    @Test func metricsCountHoldsAndPaymentsByOutcome() async throws {
+        try await withAPI { api in
+            let concert = try await api.openConcert(price: 50)
+            let token = try await api.activeToken(concert.concertId, user: 5)
+            let other = try await api.activeToken(concert.concertId, user: 6)
+            let hold = try await api.hold(concert.scheduleId, seat: 1, user: 5, token: token)
+            _ = try await api.hold(concert.scheduleId, seat: 1, user: 6, token: other)
+            _ = try await api.pay(hold.int("id")!, user: 5, token: token)
+            let text = String(decoding: try await api.call(.get, "/metrics").bytes, as: UTF8.self)
+            #expect(text.contains(#"concertd_holds_total{outcome="ok"}"#))
+            #expect(text.contains(#"concertd_holds_total{outcome="seat_unavailable"}"#))
+            #expect(text.contains(#"concertd_payments_total{outcome="insufficient_points"}"#))
+        }
+    }
+
     @Test func everyResponseCarriesARequestIdAndEchoesTheClients() async throws {
         try await withAPI { api in
             let echoed = try await api.call(.get, "/v1/concerts", headers: [HTTPField.Name("Request-Id")!: "abc-123"])

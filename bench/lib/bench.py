@@ -247,7 +247,7 @@ def write_flow_setup(port, admin, name, threads, schedules_each, first_user, use
 # ---------------------------------------------------------------- wrk
 
 def run_wrk(port, script, threads, conns, duration, env_extra=None, path="/"):
-    env = dict(os.environ, BENCH_WRK_DIR=WRK_DIR)
+    env = dict(os.environ, BENCH_WRK_DIR=WRK_DIR, BENCH_THREADS=str(threads), BENCH_CONNS=str(conns))
     env.update(env_extra or {})
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--timeout", "5s",
            "-s", os.path.join(WRK_DIR, script), f"http://127.0.0.1:{port}{path}"]
@@ -292,9 +292,9 @@ class Bench:
         reset = server.reset_peak_rss()
         sampler = threading.Thread(target=sample)
         sampler.start()
-        cpu0, t0 = server.cpu_seconds(), time.time()
+        cpu0, t0, sys0 = server.cpu_seconds(), time.time(), machine_cpu()
         r = run_wrk(server.port, script, threads, conns, duration, env, path)
-        cpu1, t1 = server.cpu_seconds(), time.time()
+        cpu1, t1, sys1 = server.cpu_seconds(), time.time(), machine_cpu()
         stop.set()
         sampler.join()
         hwm = server.status("VmHWM") if reset else sampled[0]
@@ -318,13 +318,14 @@ class Bench:
             "peak_rss_mb": hwm / 1024,
             "server_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
             "wrk_cpu_pct": r["wrk_cpu_pct"],
+            "machine_busy_pct": 100 * (1 - (sys1[1] - sys0[1]) / max(1, sys1[0] - sys0[0])),
             "threads": threads, "conns": conns, "seconds": round(seconds, 2),
             "statuses": statuses, "counters": counters, "note": note, "cmd": r["cmd"],
         }
         self.rows.append(row)
         log(f"  -> {row['requests_per_s']:.0f} req/s, ops {row['ops_per_s']:.0f}/s, p50 {row['p50_ms']:.2f} ms, "
             f"p99 {row['p99_ms']:.2f} ms, statuses {statuses}, counters {counters}, rss {row['peak_rss_mb']:.1f} MB, "
-            f"concertd cpu {row['server_cpu_pct']:.0f}%, wrk cpu {row['wrk_cpu_pct']:.0f}%")
+            f"concertd cpu {row['server_cpu_pct']:.0f}%, wrk cpu {row['wrk_cpu_pct']:.0f}%, machine busy {row['machine_busy_pct']:.0f}%")
         return row
 
     # ------------------------------------------------------------ ceilings
@@ -369,7 +370,7 @@ class Bench:
                 "engine": "postgres", "requests_per_s": r["opsPerSec"], "ops_per_s": r["opsPerSec"],
                 "p50_ms": r["p50Ms"], "p99_ms": r["p99Ms"], "p999_ms": r["p999Ms"], "errors": r["errors"],
                 "non2xx": 0, "unexpected": 0, "fivexx": 0, "ceiling": "", "ratio": None, "peak_rss_mb": None,
-                "server_cpu_pct": None, "wrk_cpu_pct": None, "threads": None, "conns": 20,
+                "server_cpu_pct": None, "wrk_cpu_pct": None, "machine_busy_pct": None, "threads": None, "conns": 20,
                 "seconds": round(r["seconds"], 2), "statuses": {}, "counters": {}, "cmd": "bench-db update",
                 "note": f"PostgresNIO pool of 20, 20 tasks, autocommit; sum check {r['sumMatches']}"})
 
@@ -419,8 +420,12 @@ class Bench:
         m = Server(self.concertd, engine, database_url, redis_url, dict(base_env, CONCERT_QUEUE_MAX_ACTIVE="200000"), "main").start()
         try:
             admin = admin_token(self.concertd)
+            note = "GET /v1/concerts, default CONCERT_CACHE_TTL_MS=5000"
+            if engine == "postgres":
+                note += ("; PostgreSQL without Redis keeps no response cache (instances could not drop each "
+                         "other's entries), so this measures the uncached path")
             self.scenario("concert list, cache on", engine, m, "get.lua", env={"BENCH_PATH": "/v1/concerts"},
-                          ceiling="healthz", note="GET /v1/concerts, default CONCERT_CACHE_TTL_MS=5000")
+                          ceiling="healthz", note=note)
             if engine == "postgres+redis":
                 return
             # Seat holds under contention: 10,000 users with ACTIVE tokens, 4 schedules x 50 seats.
@@ -512,7 +517,15 @@ class Bench:
             if value:
                 row["ratio"] = row["ops_per_s"] / value
                 row["ceiling"] = key
+        self.notes.append("load average at the end: %.1f, %.1f, %.1f" % os.getloadavg())
         write_report(self.rows, self.notes, started, time.time())
+
+
+def machine_cpu():
+    """(total, idle) jiffies of all CPUs, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return sum(values), values[3] + values[4]
 
 
 def machine():
@@ -543,7 +556,7 @@ def fmt(value, digits=0):
 
 
 COLUMNS = ["scenario", "engine", "requests_per_s", "ops_per_s", "p50_ms", "p99_ms", "p999_ms", "errors", "non2xx",
-           "unexpected", "ceiling", "ratio", "peak_rss_mb", "server_cpu_pct", "wrk_cpu_pct", "threads", "conns", "seconds", "note"]
+           "unexpected", "ceiling", "ratio", "peak_rss_mb", "server_cpu_pct", "wrk_cpu_pct", "machine_busy_pct", "threads", "conns", "seconds", "note"]
 
 
 def write_report(rows, notes, started, ended):
@@ -562,8 +575,8 @@ def write_report(rows, notes, started, ended):
         f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} RAM, Linux {info['kernel']}; "
         f"{info['wrk']}; {info['postgres']}; Redis {info['redis']}. Run took {(ended - started) / 60:.1f} min.",
         "",
-        "| scenario | engine | req/s | ops/s | p50 ms | p99 ms | p99.9 ms | socket errors | non-2xx | unexpected | ceiling | ratio | peak RSS MB | concertd CPU % | wrk CPU % | note |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- |",
+        "| scenario | engine | req/s | ops/s | p50 ms | p99 ms | p99.9 ms | socket errors | non-2xx | unexpected | ceiling | ratio | peak RSS MB | concertd CPU % | wrk CPU % | machine busy % | note |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         ratio = f"{100 * r['ratio']:.0f}%" if r.get("ratio") else "–"
@@ -571,13 +584,14 @@ def write_report(rows, notes, started, ended):
             r["scenario"], r["engine"], fmt(r["requests_per_s"]), fmt(r["ops_per_s"]), fmt(r["p50_ms"], 2),
             fmt(r["p99_ms"], 2), fmt(r["p999_ms"], 2), fmt(r["errors"]), fmt(r["non2xx"]), fmt(r["unexpected"]),
             r["ceiling"] or "–", ratio, fmt(r["peak_rss_mb"], 1), fmt(r["server_cpu_pct"]), fmt(r["wrk_cpu_pct"]),
-            r.get("note", "").replace("|", "/")]) + " |")
+            fmt(r.get("machine_busy_pct")), r.get("note", "").replace("|", "/")]) + " |")
     lines += ["", "Columns: req/s counts HTTP requests; ops/s counts the scenario's unit (purchases for the flow, "
               "paid payments, otherwise requests). Latencies are wrk's per-request percentiles. \"unexpected\" counts "
               "responses other than the scenario's expected statuses (holds expect 201 and 409). ratio = ops/s over "
               "the ceiling named (healthz-ENGINE: GET /healthz of the same build; pg-update-200: a single-row UPDATE "
               "through a 20-connection PostgresNIO pool, random of 200 rows). peak RSS = concertd's VmHWM during "
-              "the scenario (reset through /proc/PID/clear_refs before each)."]
+              "the scenario (reset through /proc/PID/clear_refs before each). CPU %: of one core (200% = both); machine busy %: "
+              "all processes (concertd, wrk, PostgreSQL, Redis) over both cores."]
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
     with open(os.path.join(RESULTS, "latest.md"), "w") as f:
@@ -627,6 +641,11 @@ def main():
     os.makedirs(WORK, exist_ok=True)
     started = time.time()
     bench = Bench(args)
+    load = os.getloadavg()
+    if load[0] > 1.0:
+        bench.notes.append(f"the machine was not idle when the run started (load average {load[0]:.1f}, {load[1]:.1f}, "
+                           f"{load[2]:.1f}): other work shares the 2 cores, so these numbers are low and noisy")
+        log(f"warning: load average {load}")
     pg = os.environ.get("CONCERT_TEST_POSTGRES_URL")
     redis = os.environ.get("CONCERT_TEST_REDIS_URL")
     engines = args.engines.split(",")

@@ -4,12 +4,13 @@ local threads = {}
 statuses = {}      -- per thread: HTTP status -> count
 counters = {}      -- per thread: scenario-specific counts (purchases, ...)
 tid = 0            -- set by setup(): 0-based thread index
-nthreads = 1
+-- wrk runs each thread's init() right after its own setup(), before the next thread exists, so
+-- the thread count comes from the driver (BENCH_THREADS = wrk -t).
+nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
 
 function setup(thread)
   thread:set("tid", #threads)
   table.insert(threads, thread)
-  for _, t in ipairs(threads) do t:set("nthreads", #threads) end
 end
 
 function count(name, n) counters[name] = (counters[name] or 0) + (n or 1) end

@@ -10,14 +10,8 @@ import Darwin
 /// Where the tests find Redis: `CONCERT_TEST_REDIS_URL`. Without it the Redis tests are skipped,
 /// unless `CONCERT_TEST_REQUIRE_SERVICES=1`, when `redisIsConfiguredWhenRequired` fails.
 enum TestEnvironment {
-    static var redisURL: String? {
-        guard let value = getenv("CONCERT_TEST_REDIS_URL").map({ String(cString: $0) }), !value.isEmpty else { return nil }
-        return value
-    }
-
-    static var servicesRequired: Bool {
-        getenv("CONCERT_TEST_REQUIRE_SERVICES").map { String(cString: $0) } == "1"
-    }
+    static var redisURL: String? { TestServices.redisURL }
+    static var servicesRequired: Bool { TestServices.required }
 
     /// A key prefix no other test uses, so tests can share one Redis and run in parallel.
     static func uniqueKeyPrefix(_ test: String) -> String {

@@ -16,14 +16,8 @@ import Darwin
 /// of every shared suite, unless `CONCERT_TEST_REQUIRE_SERVICES=1`, when
 /// `redisIsConfiguredWhenRequired` fails.
 enum TestEnvironment {
-    static var redisURL: String? {
-        guard let value = getenv("CONCERT_TEST_REDIS_URL").map({ String(cString: $0) }), !value.isEmpty else { return nil }
-        return value
-    }
-
-    static var servicesRequired: Bool {
-        getenv("CONCERT_TEST_REQUIRE_SERVICES").map { String(cString: $0) } == "1"
-    }
+    static var redisURL: String? { TestServices.redisURL }
+    static var servicesRequired: Bool { TestServices.required }
 
     /// Removes what a test left under its prefix (best effort: Redis for tests is throwaway).
     static func deleteKeys(prefix: String, pool: RedisConnectionPool) async {

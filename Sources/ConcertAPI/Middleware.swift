@@ -102,9 +102,16 @@ struct RateLimitMiddleware: RouterMiddleware {
             guard let identity = context.identity else { return try await next(request, context) }
             key = "user:\(identity.userId)"
         }
-        if let retryAfter = try await limiter.acquire(key: key, limit: limit, now: clock.now()) {
-            throw APIError.rateLimited(retryAfterSeconds: retryAfter)
+        let retryAfter: Int?
+        do {
+            retryAfter = try await limiter.acquire(key: key, limit: limit, now: clock.now())
+        } catch is SharedStateUnavailable {
+            // A limiter that cannot be reached must not take the whole service down (health checks
+            // and the database-only endpoints included): let the request through.
+            context.logger.warning("rate limiter unavailable; request let through")
+            retryAfter = nil
         }
+        if let retryAfter { throw APIError.rateLimited(retryAfterSeconds: retryAfter) }
         return try await next(request, context)
     }
 }

@@ -30,6 +30,21 @@ struct OutageTests {
         }
     }
 
+    @Test func anUnreachableRateLimiterLetsRequestsThrough() async throws {
+        let (port, closed) = try Self.closedPort()
+        defer { withExtendedLifetime(closed) {} }
+        try await withAPI(.sqliteMemory, configure: {
+            $0.redisURL = "redis://127.0.0.1:\(port)"
+            $0.rateLimitPerIP = 5
+            $0.rateLimitPerUser = 5
+        }) { api in
+            let health = try await api.call(.get, "/healthz")
+            let concerts = try await api.call(.get, "/v1/concerts")
+            let points = try await api.call(.get, "/v1/points", user: 5)
+            #expect(health.status == 200 && concerts.status == 200 && points.status == 200)
+        }
+    }
+
     /// PostgreSQL behind a proxy that the test cuts and restores: requests answer 503 quickly
     /// while it is gone, and the same process serves again once it is back.
     @Test(.enabled(if: TestServices.postgresURL != nil || TestServices.required))

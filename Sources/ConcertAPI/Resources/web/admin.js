@@ -82,17 +82,19 @@
 
     replace(root, heading,
       h("p", { class: "lead" }, "Create concerts and their dates, and watch each concert's line and seats live."),
-      h("section", { class: "panel", "aria-labelledby": "nc-heading" }, h("h2", { id: "nc-heading" }, "New concert"), concertForm),
-      h("section", { class: "panel", "aria-labelledby": "ns-heading" }, h("h2", { id: "ns-heading" }, "New date"),
-        h("p", { class: "muted small" }, "A concert is on sale while its booking window is open and it has a date in the future."),
-        scheduleForm),
       h("section", { class: "panel", "aria-labelledby": "stats-heading" }, h("h2", { id: "stats-heading" }, "Live counts"),
         statsProblem,
         h("div", { class: "table-wrap" }, h("table", { class: "table", id: "stats-table" },
           h("caption", { class: "visually-hidden" }, "Line and seat counts per concert (future dates only)"),
-          h("thead", null, h("tr", null, ["Concert", "Waiting", "Active", "Seats", "Held", "Sold", "Free", ""].map((t) => h("th", { scope: "col", text: t })))),
+          h("thead", null, h("tr", null, h("th", { scope: "col" }, "Concert"),
+            ["Waiting", "Active", "Seats", "Held", "Sold", "Free"].map((t) => h("th", { scope: "col", class: "num", text: t })),
+            h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
           statsBody)),
-        statsNote, watchForm));
+        statsNote, watchForm),
+      h("section", { class: "panel", "aria-labelledby": "nc-heading" }, h("h2", { id: "nc-heading" }, "New concert"), concertForm),
+      h("section", { class: "panel", "aria-labelledby": "ns-heading" }, h("h2", { id: "ns-heading" }, "New date"),
+        h("p", { class: "muted small" }, "A concert is on sale while its booking window is open and it has a date in the future."),
+        scheduleForm));
 
     const scheduleDraft = CT.ui.keepDraft(scheduleForm, "admin.schedule");
     let preferredConcert = CT.store.get("draft.admin.schedule", {})["ns-concert"] || null;

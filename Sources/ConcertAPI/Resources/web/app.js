@@ -31,7 +31,7 @@
     const devBox = h("div", null, h("p", { class: "muted" }, "Checking how to sign in…"));
 
     const jwt = CT.ui.field({ id: "jwt", label: "JWT", type: "textarea",
-      hint: "Paste a token, e.g. from `concertd token --user 42`. It is kept in this tab only (sessionStorage).",
+      hint: "Paste a token, e.g. the output of “concertd token --user 42”. It is kept in this tab only (sessionStorage).",
       attrs: { rows: "4", autocomplete: "off", spellcheck: "false" } });
     const jwtForm = h("form", { class: "form", novalidate: true, "aria-labelledby": "jwt-heading" },
       jwt.field, h("div", { class: "actions" }, h("button", { type: "submit", class: "button", "data-action": "use-jwt" }, "Use this token")));

@@ -629,12 +629,13 @@
     function render() {
       const r = reservation;
       const concertName = h("span", null, "Concert #" + r.concertId);
+      const badge = h("span", { class: "badge badge-" + r.status.toLowerCase(), "data-field": "status", text: r.status });
       fan.concert(r.concertId).then((c) => { concertName.textContent = c.title; }, () => {});
       const details = h("dl", { class: "details" },
         h("dt", null, "Concert"), h("dd", null, concertName),
         h("dt", null, "Seat"), h("dd", { "data-field": "seat" }, String(r.seatNumber)),
         h("dt", null, "Price"), h("dd", { "data-field": "price" }, CT.ui.points(r.price)),
-        h("dt", null, "Status"), h("dd", null, h("span", { class: "badge badge-" + r.status.toLowerCase(), "data-field": "status", text: r.status })));
+        h("dt", null, "Status"), h("dd", null, badge));
       const parts = [h("section", { class: "panel", "aria-label": "Your reservation" }, details)];
 
       if (r.status === "CONFIRMED") {
@@ -655,6 +656,8 @@
       const payButton = h("button", { type: "button", class: "button button-primary", "data-action": "pay" }, "Pay " + CT.ui.points(r.price));
       const holdLine = h("p", { class: "hold-timer" }, "Your hold ends in ", countdown(view, r.heldUntil, () => {
         payButton.disabled = true;
+        badge.textContent = "EXPIRED";
+        badge.className = "badge badge-expired";
         replace(payResult, CT.ui.errorBox(new CT.ApiError({ code: "RESERVATION_EXPIRED", status: 410 }), {
           extra: h("a", { href: "#/concert/" + r.concertId, class: "button button-small" }, "Pick a seat again"),
         }));
@@ -769,7 +772,7 @@
       const rows = reservations.map((r) => {
         const concertCell = h("td", null, "Concert #" + r.concertId);
         fan.concert(r.concertId).then((c) => { concertCell.textContent = c.title; }, () => {});
-        const actions = h("td", { class: "row-actions" });
+        const actions = h("div", { class: "row-actions" });
         if (r.status === "HELD") {
           actions.appendChild(h("a", { href: "#/checkout/" + r.id, class: "button button-small" }, "Pay"));
           actions.appendChild(h("button", {
@@ -782,11 +785,11 @@
           h("td", null, String(r.id)), concertCell, h("td", null, String(r.seatNumber)),
           h("td", { class: "num" }, CT.ui.points(r.price)),
           h("td", null, h("span", { class: "badge badge-" + r.status.toLowerCase(), "data-field": "status", text: r.status })),
-          h("td", null, when), actions);
+          h("td", null, when), h("td", null, actions));
       });
       replace(body, h("div", { class: "table-wrap" }, h("table", { class: "table" },
         h("caption", { class: "visually-hidden" }, "Your reservations, newest first"),
-        h("thead", null, h("tr", null, ["#", "Concert", "Seat", "Price", "Status", "When", "Actions"].map((t) => h("th", { scope: "col", text: t })))),
+        h("thead", null, h("tr", null, ["#", "Concert", "Seat", "Price", "Status", "When", "Actions"].map((t) => h("th", { scope: "col", class: t === "Price" ? "num" : null, text: t })))),
         h("tbody", null, rows))),
         h("div", { class: "actions" }, h("button", { type: "button", class: "button button-secondary", onclick: load }, "Refresh")));
     }
@@ -851,7 +854,7 @@
       replace(history, h("h2", { id: "history-heading" }, "History"),
         h("div", { class: "table-wrap" }, h("table", { class: "table" },
           h("caption", { class: "visually-hidden" }, "Charges and payments, newest first"),
-          h("thead", null, h("tr", null, ["When", "What", "Amount", "Balance after"].map((t) => h("th", { scope: "col", text: t })))),
+          h("thead", null, h("tr", null, ["When", "What", "Amount", "Balance after"].map((t) => h("th", { scope: "col", class: t === "Amount" || t === "Balance after" ? "num" : null, text: t })))),
           h("tbody", null, entries.map((e) => h("tr", { "data-entry-type": e.type },
             h("td", null, CT.ui.dateTime(e.createdAt)),
             h("td", null, e.type === "CHARGE" ? "Charge" : e.type === "PAYMENT" ? "Payment" : e.type),

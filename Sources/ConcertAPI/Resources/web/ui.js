@@ -33,7 +33,7 @@
     ui.append(element, children);
     return element;
   };
-  ui.append = function (parent, children) {
+  ui.append = function (parent, ...children) {
     for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       parent.appendChild(child instanceof Node ? child : document.createTextNode(String(child)));

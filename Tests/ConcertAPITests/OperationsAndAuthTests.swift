@@ -182,3 +182,34 @@ enum HS256 {
         try await JWTTestSigner.sign(payload: payload, secret: secret)
     }
 }
+
+@Suite("The OpenAPI document")
+struct OpenAPIDocumentTests {
+    /// Every operation the document describes is a route the service answers (neither 404
+    /// NOT_FOUND nor 405), with path ids filled in.
+    @Test func everyDocumentedOperationIsARoute() async throws {
+        try await withAPI(configure: { $0.dev = true }) { api in
+            let text = String(decoding: try await api.call(.get, "/openapi.yaml").bytes, as: UTF8.self)
+            var operations: [(String, String)] = []
+            var path: String?
+            var inPaths = false
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                if line == "paths:" { inPaths = true; continue }
+                if inPaths, !line.hasPrefix(" "), !line.isEmpty { inPaths = false }
+                guard inPaths else { continue }
+                if line.hasPrefix("  /"), line.hasSuffix(":"), !line.hasPrefix("   ") {
+                    path = String(line.dropFirst(2).dropLast())
+                } else if let current = path, line.hasPrefix("    "), !line.hasPrefix("     "),
+                          let method = ["get:", "post:", "put:", "delete:", "patch:"].first(where: { line == "    " + $0 }) {
+                    operations.append((String(method.dropLast()).uppercased(), current))
+                }
+            }
+            #expect(operations.count >= 24, "found \(operations.count) operations")
+            for (method, documented) in operations {
+                let concrete = documented.replacingOccurrences(of: #"\{[A-Za-z]+\}"#, with: "1", options: .regularExpression)
+                let reply = try await api.call(HTTPRequest.Method(rawValue: method)!, concrete, user: 1, admin: true, json: "{}")
+                #expect(reply.code != "NOT_FOUND" && reply.code != "METHOD_NOT_ALLOWED", "\(method) \(documented): \(reply.status)")
+            }
+        }
+    }
+}

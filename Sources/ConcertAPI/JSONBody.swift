@@ -1,6 +1,7 @@
 import ConcertDomain
 import Foundation
 import Hummingbird
+import NIOCore
 
 /// Reading request bodies and writing JSON responses, with the contract's rules: at most
 /// 64 KiB (413), unparsable JSON, wrong types and missing fields are 400.
@@ -15,6 +16,9 @@ enum JSONBody {
         do {
             buffer = try await request.body.collect(upTo: maxBytes)
         } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError.payloadTooLarge
+        } catch is NIOTooManyBytesError {
+            // A chunked body (no Content-Length) that grows past the limit while being read.
             throw APIError.payloadTooLarge
         }
         guard buffer.readableBytes <= maxBytes else { throw APIError.payloadTooLarge }

@@ -12,7 +12,7 @@ struct RequestIdMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         let sent = request.headers[.requestId]
-        if let sent, !sent.isEmpty, sent.utf8.count <= 200, sent.utf8.allSatisfy({ $0 >= 0x21 && $0 <= 0x7E }) {
+        if let sent, !sent.isEmpty, sent.utf8.count <= 1024, sent.utf8.allSatisfy({ $0 >= 0x20 && $0 <= 0x7E }) {
             context.requestId = sent
         } else {
             context.requestId = RequestIdMiddleware.make()
@@ -93,8 +93,11 @@ struct RateLimitMiddleware: RouterMiddleware {
     let limiter: any RateLimiter
     let clock: WallClock
 
+    /// Probes and scrapes are never limited: a busy load balancer must not make the service look dead.
+    static let exempt: Set<String> = ["/healthz", "/readyz", "/metrics"]
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard limit > 0 else { return try await next(request, context) }
+        guard limit > 0, !Self.exempt.contains(request.uri.path) else { return try await next(request, context) }
         let key: String
         switch scope {
         case .address: key = "ip:" + (context.remoteAddress ?? "unknown")

@@ -44,6 +44,9 @@ public struct NewConcert: Sendable, Equatable {
             let trimmed = value.trimmingWhitespace()
             if trimmed.isEmpty { throw .validation("\(name) must not be empty") }
             if trimmed.count > Self.maxTextLength { throw .validation("\(name) must be at most \(Self.maxTextLength) characters") }
+            if trimmed.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) {
+                throw .validation("\(name) must not contain control characters")
+            }
         }
         if bookingClosesAt <= bookingOpensAt { throw .validation("bookingClosesAt must be after bookingOpensAt") }
         return NewConcert(title: title.trimmingWhitespace(), artist: artist.trimmingWhitespace(), venue: venue.trimmingWhitespace(),

@@ -58,6 +58,12 @@ public final class PostgresConcertStore: ConcertStore {
             tls: parsed.sslMode == .verifyFull ? .require(.makeClientConfiguration()) : .disable)
         configuration.options.connectTimeout = options.connectTimeout
         configuration.options.maximumConnections = options.maximumConnections
+        // Nothing may hang on a held connection: a statement, a lock wait (a row locked by an
+        // instance that died mid-transaction) and an abandoned transaction all have a limit, and
+        // running into one answers 503 (see `translated`).
+        configuration.options.additionalStartupParameters = [
+            ("statement_timeout", "10s"), ("lock_timeout", "5s"), ("idle_in_transaction_session_timeout", "15s"),
+        ]
         self.client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.logger = logger
         self.options = options

@@ -117,8 +117,10 @@ extension PostgresConcertStore {
             case .server:
                 let state = error.serverInfo?[.sqlState] ?? ""
                 // 08: connection exception; 57P01-03: the server is shutting down or starting;
-                // 53300: too many connections.
-                if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(state) {
+                // 53300: too many connections; 53100/53200: out of disk or memory; 57014: statement
+                // timeout; 55P03: lock timeout; 40P01/40001 once the retries are used up.
+                if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300", "53100", "53200", "57014", "55P03",
+                                             "40P01", "40001"].contains(state) {
                     return StoreUnavailable("PostgreSQL is not accepting work (SQLSTATE \(state))")
                 }
                 return error

@@ -75,6 +75,7 @@ struct CatalogTests {
                 (#"{"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-01T10:00:00Z"}"#, "MALFORMED_REQUEST"),
                 (#"{"title": 5, "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-01T10:00:00Z", "bookingClosesAt": "2026-12-24T19:00:00Z"}"#, "MALFORMED_REQUEST"),
                 (#"[1, 2]"#, "MALFORMED_REQUEST"),
+                (#"{"title": "T\u0000", "artist": "A", "venue": "V", "bookingOpensAt": "2026-12-01T10:00:00Z", "bookingClosesAt": "2026-12-24T19:00:00Z"}"#, "VALIDATION_FAILED"),
                 (#"{"title": "#, "MALFORMED_REQUEST"),
             ]
             for (body, code) in bad {

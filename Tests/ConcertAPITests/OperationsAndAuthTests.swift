@@ -47,8 +47,8 @@ struct OperationsAndAuthTests {
 
     @Test func everyResponseCarriesARequestIdAndEchoesTheClients() async throws {
         try await withAPI { api in
-            let echoed = try await api.call(.get, "/v1/concerts", headers: [HTTPField.Name("Request-Id")!: "abc-123"])
-            #expect(echoed.headers[HTTPField.Name("Request-Id")!] == "abc-123")
+            let echoed = try await api.call(.get, "/v1/concerts", headers: [HTTPField.Name("Request-Id")!: "abc-123 trace"])
+            #expect(echoed.headers[HTTPField.Name("Request-Id")!] == "abc-123 trace")
             let missing = try await api.call(.get, "/nowhere")
             #expect(missing.status == 404)
             #expect(missing.code == "NOT_FOUND")
@@ -122,6 +122,8 @@ struct OperationsAndAuthTests {
             let second = try await api.call(.get, "/v1/concerts")
             #expect(first.status == 200)
             #expect(second.code == "RATE_LIMITED", "unauthenticated requests count too")
+            let probes = [try await api.call(.get, "/healthz"), try await api.call(.get, "/readyz"), try await api.call(.get, "/metrics")]
+            #expect(probes.allSatisfy { $0.status == 200 }, "probes and scrapes are never limited")
         }
     }
 

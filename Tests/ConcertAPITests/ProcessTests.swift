@@ -136,6 +136,21 @@ struct ProcessTests {
         #expect(verified.stdout.hasPrefix("ok"))
     }
 
+    /// A body sent in chunks (no Content-Length) is cut off at 64 KiB while it is read.
+    @Test func aChunkedBodyOver64KiBIs413() async throws {
+        let server = try await ConcertdProcess(arguments: ["--dev", "--database-url", "sqlite::memory:"])
+        let token = try await ConcertService.token(secret: AppConfig.devJWTSecret, userId: 3, admin: false, ttlSeconds: 600)
+        var request = URLRequest(url: server.baseURL.appendingPathComponent("v1/points/charges"))
+        request.httpMethod = "POST"
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue("chunked", forHTTPHeaderField: "Transfer-Encoding")
+        request.httpBodyStream = InputStream(data: Data(repeating: UInt8(ascii: " "), count: 70 * 1024))
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let status = (response as! HTTPURLResponse).statusCode
+        #expect(status == 413, "\(String(decoding: data, as: UTF8.self))")
+        _ = await server.stop()
+    }
+
     @Test func withoutASecretOrDevTheServerRefusesToStart() async throws {
         let result = try await runConcertd(["serve", "--port", "0", "--database-url", "sqlite::memory:"])
         #expect(result.status != 0)

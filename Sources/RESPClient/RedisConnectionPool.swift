@@ -30,7 +30,12 @@ public final class RedisConnectionPool: Sendable {
     private struct State {
         var slots: [Slot]
         var closed = false
+        /// When a connection attempt last failed. For `connectBackoff` after it, commands fail at
+        /// once instead of each waiting out its own connect timeout against a Redis that is gone.
+        var lastConnectFailure: NIODeadline?
     }
+    /// How long the pool answers "unreachable" at once after a failed connection attempt.
+    private let connectBackoff: TimeAmount
     private let state: Mutex<State>
     private let nextSlot = Atomic<Int>(0)
 
@@ -38,16 +43,18 @@ public final class RedisConnectionPool: Sendable {
     ///   - url: `redis://[[user]:password@]host[:port][/db]`; a bad one throws `RESPClientError`
     ///     of kind `.invalidURL`.
     ///   - connections: how many connections to keep (at least 1).
+    ///   - connectBackoff: after a failed connection attempt, commands fail at once for this long.
     public convenience init(
         url: String,
         connections: Int = 4,
         connectTimeout: Duration = .seconds(3),
         commandTimeout: Duration = .seconds(2),
+        connectBackoff: Duration = .milliseconds(500),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "redis")
     ) throws(RESPClientError) {
         self.init(url: try RedisURL(parsing: url), connections: connections, connectTimeout: connectTimeout,
-                  commandTimeout: commandTimeout, eventLoopGroup: eventLoopGroup, logger: logger)
+                  commandTimeout: commandTimeout, connectBackoff: connectBackoff, eventLoopGroup: eventLoopGroup, logger: logger)
     }
 
     public init(
@@ -55,9 +62,11 @@ public final class RedisConnectionPool: Sendable {
         connections: Int = 4,
         connectTimeout: Duration = .seconds(3),
         commandTimeout: Duration = .seconds(2),
+        connectBackoff: Duration = .milliseconds(500),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "redis")
     ) {
+        self.connectBackoff = TimeAmount(connectBackoff)
         self.url = url
         self.connectionCount = max(1, connections)
         self.group = eventLoopGroup
@@ -157,6 +166,7 @@ public final class RedisConnectionPool: Sendable {
             case wait(EventLoopFuture<any Channel>)
             case open(EventLoopPromise<any Channel>)
             case closed
+            case backingOff
         }
         let decision: Decision = state.withLock { state in
             if state.closed { return .closed }
@@ -166,6 +176,9 @@ public final class RedisConnectionPool: Sendable {
             case .connecting(let future):
                 return .wait(future)
             case .ready, .empty:
+                if let failed = state.lastConnectFailure, NIODeadline.now() < failed + connectBackoff {
+                    return .backingOff
+                }
                 let promise = group.next().makePromise(of: (any Channel).self)
                 state.slots[index] = .connecting(promise.futureResult)
                 return .open(promise)
@@ -174,6 +187,8 @@ public final class RedisConnectionPool: Sendable {
         switch decision {
         case .closed:
             throw RESPClientError(.poolClosed, "the Redis connection pool is closed")
+        case .backingOff:
+            throw RESPClientError(.connectFailed, "Redis was unreachable moments ago; not retrying yet")
         case .use(let channel):
             return channel
         case .wait(let future):
@@ -192,8 +207,10 @@ public final class RedisConnectionPool: Sendable {
                             return channel
                         }
                         state.slots[index] = .ready(channel)
+                        state.lastConnectFailure = nil
                     case .failure:
                         state.slots[index] = .empty
+                        state.lastConnectFailure = .now()
                     }
                     return nil
                 }

@@ -39,6 +39,34 @@ struct RedisRestartTests {
         }
     }
 
+    /// After a failed connection attempt the pool answers "unreachable" at once for its back-off,
+    /// instead of every command waiting out a connect timeout against a Redis that is gone; then it
+    /// tries again.
+    @Test(.enabled(if: redisServer != nil || TestServices.required))
+    func afterAFailedConnectThePoolBacksOffThenTriesAgain() async throws {
+        let port = try { let probe = try SilentServer(listening: false); return probe.port }()
+        let pool = try RedisConnectionPool(url: "redis://127.0.0.1:\(port)", connections: 1, connectBackoff: .seconds(3))
+        await #expect(throws: RESPClientError.self) { _ = try await pool.send("PING") }
+        let failedAt = ContinuousClock.now
+        let server = try RedisProcess(port: port)
+        let probe = try RedisConnectionPool(url: "redis://127.0.0.1:\(port)", connections: 1, connectBackoff: .milliseconds(10))
+        _ = try await Self.eventually(seconds: 10) { try await probe.send("PING") }
+        let started = ContinuousClock.now
+        do {
+            _ = try await pool.send("PING")
+            // Only possible when starting Redis took longer than the back-off itself.
+            #expect(ContinuousClock.now - failedAt >= .seconds(3), "answered during the back-off")
+        } catch let error as RESPClientError {
+            #expect(error.kind == .connectFailed)
+            #expect(ContinuousClock.now - started < .milliseconds(100), "failed at once, without a connect attempt")
+        }
+        let value = try await Self.eventually(seconds: 10) { try await pool.send("PING") }
+        #expect(value.string == "PONG")
+        await probe.close()
+        await pool.close()
+        await server.kill()
+    }
+
     @Test(.enabled(if: redisServer != nil || TestServices.required))
     func thePoolFailsFastWhileRedisIsDownAndServesAgainAfterARestart() async throws {
         let port = try { let probe = try SilentServer(listening: false); return probe.port }()

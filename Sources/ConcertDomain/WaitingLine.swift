@@ -74,6 +74,13 @@ public struct WaitingLine: Sendable {
     private var head = 0
     private var sequenceByToken: [String: UInt64] = [:]
     private var admitted: [String: Admitted] = [:]
+    /// ACTIVE tokens in the order they were admitted. Every token lasts the same time from its
+    /// admission, so this is also the order in which they run out: expiry only looks at the
+    /// front. Tokens that ended early stay here until they reach the front (`admitted` no longer
+    /// knows them, or knows a later admission of the same token). Should the wall clock step
+    /// back, a token can outlive its time by at most that step.
+    private var admissionOrder: [(token: String, activeUntil: Timestamp)] = []
+    private var admissionHead = 0
     private var tokenByUser: [Int64: String] = [:]
 
     public init(concertId: Int64, policy: QueuePolicy) {
@@ -141,8 +148,10 @@ public struct WaitingLine: Sendable {
     /// Expires ACTIVE tokens whose time is up, drops waiters that stopped polling, and admits
     /// from the head while there is room.
     public mutating func advance(now: Timestamp) {
-        if !admitted.isEmpty {
-            for (token, entry) in admitted where entry.activeUntil <= now {
+        while admissionHead < admissionOrder.count, admissionOrder[admissionHead].activeUntil <= now {
+            let (token, activeUntil) = admissionOrder[admissionHead]
+            admissionHead += 1
+            if let entry = admitted[token], entry.activeUntil == activeUntil {
                 admitted[token] = nil
                 if tokenByUser[entry.userId] == token { tokenByUser[entry.userId] = nil }
             }
@@ -155,7 +164,9 @@ public struct WaitingLine: Sendable {
                 if tokenByUser[waiter.userId] == waiter.token { tokenByUser[waiter.userId] = nil }
                 continue
             }
-            admitted[waiter.token] = Admitted(userId: waiter.userId, activeUntil: now.adding(milliseconds: policy.activeMilliseconds))
+            let activeUntil = now.adding(milliseconds: policy.activeMilliseconds)
+            admitted[waiter.token] = Admitted(userId: waiter.userId, activeUntil: activeUntil)
+            admissionOrder.append((waiter.token, activeUntil))
         }
         compactIfNeeded()
     }
@@ -212,6 +223,10 @@ public struct WaitingLine: Sendable {
         if head > 1024 && head * 2 > waiters.count {
             waiters.removeFirst(head)
             head = 0
+        }
+        if admissionHead > 1024 && admissionHead * 2 > admissionOrder.count {
+            admissionOrder.removeFirst(admissionHead)
+            admissionHead = 0
         }
     }
 }

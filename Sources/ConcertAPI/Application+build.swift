@@ -29,8 +29,11 @@ public func buildApplication(
         router: router,
         server: .http1(configuration: .init(idleTimeout: .seconds(60))),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "concertd"),
-        services: backend.services + [QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,
-                                                   intervalMilliseconds: config.queueSweepMilliseconds, logger: logger)],
+        services: backend.services + [
+            QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,
+                         intervalMilliseconds: config.queueSweepMilliseconds, logger: logger),
+            IdempotencyKeyJanitor(store: backend.store, clock: clock, logger: logger),
+        ],
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? config.port) },
         logger: logger
     )
@@ -137,6 +140,30 @@ enum MetricsBootstrap {
     /// Prometheus names allow [a-zA-Z0-9_:] only.
     private static func sanitize(_ name: String) -> String {
         String(name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == ":" ? $0 : "_" })
+    }
+}
+
+/// Deletes Idempotency-Key records past their 24-hour retention every ten minutes, so the table
+/// does not grow without bound (a claim only ever overwrites its own old row).
+struct IdempotencyKeyJanitor: Service {
+    let store: any ConcertStore
+    let clock: WallClock
+    let logger: Logger
+    static let intervalSeconds = 600
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    let cutoff = clock.now().adding(milliseconds: -Idempotency.retentionMilliseconds)
+                    let deleted = try await store.purgeIdempotencyKeys(claimedBefore: cutoff)
+                    if deleted > 0 { logger.info("purged old idempotency keys", metadata: ["count": "\(deleted)"]) }
+                } catch {
+                    logger.debug("idempotency key purge failed", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(Self.intervalSeconds))
+            }
+        }
     }
 }
 

@@ -433,6 +433,11 @@ public final class PostgresConcertStore: ConcertStore {
         }
     }
 
+    public func purgeIdempotencyKeys(claimedBefore cutoff: Timestamp) async throws -> Int {
+        let deleted = try await rows("DELETE FROM idempotency_keys WHERE created_at < \(cutoff.milliseconds) RETURNING 1")
+        return deleted.count
+    }
+
     public func release(userId: Int64, key: String, claimedAt: Timestamp) async throws {
         let logger = self.logger
         try await withConnection { connection in

@@ -318,6 +318,13 @@ public final class SQLiteConcertStore: ConcertStore {
         }
     }
 
+    public func purgeIdempotencyKeys(claimedBefore cutoff: Timestamp) async throws -> Int {
+        try await write { db in
+            try db.execute(sql: "DELETE FROM idempotency_keys WHERE created_at < ?", arguments: [cutoff.milliseconds])
+            return db.changesCount
+        }
+    }
+
     public func release(userId: Int64, key: String, claimedAt: Timestamp) async throws {
         try await write { db in
             try db.execute(sql: """

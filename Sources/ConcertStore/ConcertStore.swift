@@ -140,6 +140,10 @@ public protocol IdempotencyStore: Sendable {
     /// for `retentionMilliseconds`.
     func claim(userId: Int64, key: String, fingerprint: String, now: Timestamp,
                leaseMilliseconds: Int64, retentionMilliseconds: Int64) async throws -> IdempotencyClaim
+    /// Deletes the keys claimed before `cutoff` (past their retention); returns how many.
+    @discardableResult
+    func purgeIdempotencyKeys(claimedBefore cutoff: Timestamp) async throws -> Int
+
     /// Forgets the claim made at `claimedAt` whose request could not complete (so a retry may
     /// act). A claim that finished, or that another request took over, is left alone.
     func release(userId: Int64, key: String, claimedAt: Timestamp) async throws

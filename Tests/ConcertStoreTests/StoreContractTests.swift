@@ -526,6 +526,14 @@ struct StoreContractTests {
             #expect(try await claim("d", "f", at: at(lease + 1)) == .inUse, "releasing a stale claim frees nothing")
             let current = IdempotentCompletion<Int64>(userId: 1, key: "d", claimedAt: at(lease)) { _ in StoredResponse(status: 200, body: [2]) }
             #expect(try await store.charge(userId: 1, amount: 7, now: at(lease), rules: rules, idempotency: current) == before + 7)
+
+            // Keys claimed before the cutoff are purged; younger ones stay.
+            #expect(try await claim("old", "f", at: at(1)) == .proceed)
+            #expect(try await claim("young", "f", at: at(5)) == .proceed)
+            let purged = try await store.purgeIdempotencyKeys(claimedBefore: at(2))
+            #expect(purged >= 1)
+            #expect(try await claim("young", "f", at: at(6)) == .inUse, "a younger key survives the purge")
+            #expect(try await claim("old", "other", at: at(6)) == .proceed, "the old key is gone (else: reused)")
         }
     }
 

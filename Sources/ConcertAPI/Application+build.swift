@@ -39,8 +39,15 @@ public func buildApplication(
     )
     let demo = config.demo
     let dev = config.dev
+    let postgresAlone = config.redisURL == nil && !config.databaseURL.hasPrefix("sqlite:")
     app.beforeServerStarts {
         try await backend.store.migrate()
+        if postgresAlone {
+            logger.warning("""
+                PostgreSQL without CONCERT_REDIS_URL: the waiting room is this process's own. Run one instance, \
+                or set CONCERT_REDIS_URL so that every instance shares one line per concert.
+                """)
+        }
         if demo || dev, try await backend.store.isEmpty() {
             try await DemoData.seed(into: backend.store, now: clock.now())
             logger.info("filled the empty database with demo concerts")

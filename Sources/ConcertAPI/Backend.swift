@@ -43,12 +43,6 @@ struct Backend {
         // PostgreSQL without Redis may be shared by several instances, whose in-process caches
         // could not be invalidated by each other's admin writes: no cache then.
         let cache: any ResponseCache = store is SQLiteConcertStore ? InProcessResponseCache() : NoResponseCache()
-        if !(store is SQLiteConcertStore) {
-            logger.warning("""
-                PostgreSQL without CONCERT_REDIS_URL: the waiting room is this process's own. Run one instance, \
-                or set CONCERT_REDIS_URL so that every instance shares one line per concert.
-                """)
-        }
         return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: cache,
                        rateLimiter: InProcessRateLimiter(), services: services)
     }

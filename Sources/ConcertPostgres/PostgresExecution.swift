@@ -47,7 +47,10 @@ extension PostgresConcertStore {
                         throw error
                     }
                 }
-            } catch let error as PSQLError where attempt < options.transactionAttempts && Self.isRetryable(error) {
+            } catch let error as PSQLError where Self.isRetryable(error) {
+                guard attempt < options.transactionAttempts else {
+                    throw StoreUnavailable("PostgreSQL aborted the transaction \(attempt) times (SQLSTATE \(error.serverInfo?[.sqlState] ?? ""))")
+                }
                 logger.debug("retrying a transaction PostgreSQL aborted", metadata: [
                     "sqlState": "\(error.serverInfo?[.sqlState] ?? "")", "attempt": "\(attempt)",
                 ])
@@ -118,9 +121,9 @@ extension PostgresConcertStore {
                 let state = error.serverInfo?[.sqlState] ?? ""
                 // 08: connection exception; 57P01-03: the server is shutting down or starting;
                 // 53300: too many connections; 53100/53200: out of disk or memory; 57014: statement
-                // timeout; 55P03: lock timeout; 40P01/40001 once the retries are used up.
-                if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300", "53100", "53200", "57014", "55P03",
-                                             "40P01", "40001"].contains(state) {
+                // timeout; 55P03: lock timeout. (40001 and 40P01 stay as they are here: the
+                // transaction retries them, and answers 503 once its attempts are used up.)
+                if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300", "53100", "53200", "57014", "55P03"].contains(state) {
                     return StoreUnavailable("PostgreSQL is not accepting work (SQLSTATE \(state))")
                 }
                 return error

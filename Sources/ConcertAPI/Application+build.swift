@@ -56,7 +56,7 @@ public func buildApplication(
     return app
 }
 
-/// Builds the router: middleware order is request id → problem mapping → metrics → per-address
+/// Builds the router: middleware order is request id → metrics → problem mapping → per-address
 /// rate limit, then authentication (and per-user rate limit) on everything under /v1 but the
 /// public concert reads.
 func buildRouter(_ deps: Dependencies, registry: PrometheusCollectorRegistry) -> Router<AppRequestContext> {
@@ -111,8 +111,10 @@ func buildRouter(_ deps: Dependencies, registry: PrometheusCollectorRegistry) ->
 
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestIdMiddleware())
-    router.add(middleware: ProblemMiddleware(routes: table))
+    // Metrics outside the problem mapping, so that they see the answer's real status (a 409 is
+    // counted as 409, with its latency) rather than an error they would count as 500.
     router.add(middleware: MetricsMiddleware())
+    router.add(middleware: ProblemMiddleware(routes: table))
     router.add(middleware: RateLimitMiddleware(scope: .address, limit: deps.config.rateLimitPerIP,
                                                limiter: deps.rateLimiter, clock: deps.clock))
     for (path, method, handler) in publicRoutes {

@@ -42,6 +42,9 @@ struct OperationsAndAuthTests {
             #expect(text.contains(#"concertd_holds_total{outcome="ok"}"#))
             #expect(text.contains(#"concertd_holds_total{outcome="seat_unavailable"}"#))
             #expect(text.contains(#"concertd_payments_total{outcome="insufficient_points"}"#))
+            // Answers are counted with their real status, not as 500.
+            #expect(text.contains(#"http_response_status_code="409""#))
+            #expect(text.contains(#"http_response_status_code="402""#))
         }
     }
 

@@ -32,35 +32,33 @@ public enum ConcertService {
 
     /// Brings the database schema up to date and returns.
     public static func migrate(config: AppConfig, logger: Logger) async throws {
+        try await withStore(config: config, logger: logger) { try await $0.migrate() }
+    }
+
+    /// Counts the rows that break each invariant; the caller reports and exits non-zero on any.
+    public static func verify(config: AppConfig, logger: Logger) async throws -> [(name: String, breaches: Int64)] {
+        try await withStore(config: config, logger: logger) { store in
+            try await store.countInvariantBreaches().map { ($0.invariant.name, $0.breaches) }
+        }
+    }
+
+    /// Runs `body` on the configured store with its connection pool running, outside the server.
+    private static func withStore<T: Sendable>(config: AppConfig, logger: Logger,
+                                               _ body: @escaping @Sendable (any ConcertStore) async throws -> T) async throws -> T {
         let backend = try await Backend.make(config: config, logger: logger)
+        var result: T?
         try await explainingStartupFailures(config) {
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            result = try await withThrowingTaskGroup(of: Void.self) { group in
                 for service in backend.services {
                     group.addTask { try await service.run() }
                 }
                 // PostgresClient warns when asked for a connection before its run() started.
                 if !backend.services.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-                try await backend.store.migrate()
-                group.cancelAll()
+                defer { group.cancelAll() }
+                return try await body(backend.store)
             }
         }
-    }
-
-    /// Counts the rows that break each invariant; the caller reports and exits non-zero on any.
-    public static func verify(config: AppConfig, logger: Logger) async throws -> [(name: String, breaches: Int64)] {
-        let backend = try await Backend.make(config: config, logger: logger)
-        var report: [(name: String, breaches: Int64)] = []
-        try await explainingStartupFailures(config) {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for service in backend.services {
-                    group.addTask { try await service.run() }
-                }
-                if !backend.services.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
-                report = try await backend.store.countInvariantBreaches().map { ($0.invariant.name, $0.breaches) }
-                group.cancelAll()
-            }
-        }
-        return report
+        return result!
     }
 
     /// A signed JWT for local use.

@@ -36,7 +36,7 @@ struct ConcertsController {
 /// Joining, polling and leaving a concert's waiting room.
 struct QueueController {
     let deps: Dependencies
-    var gate: QueueGate { QueueGate(waitingRoom: deps.waitingRoom, clock: deps.clock) }
+    var gate: QueueGate { deps.queueGate }
 
     func join(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try context.caller()
@@ -63,7 +63,7 @@ struct QueueController {
 /// Schedules and seat maps [Q].
 struct SchedulesController {
     let deps: Dependencies
-    var gate: QueueGate { QueueGate(waitingRoom: deps.waitingRoom, clock: deps.clock) }
+    var gate: QueueGate { deps.queueGate }
 
     func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let caller = try context.caller()
@@ -104,7 +104,7 @@ struct SchedulesController {
 /// Seat holds and the caller's reservations.
 struct ReservationsController {
     let deps: Dependencies
-    var gate: QueueGate { QueueGate(waitingRoom: deps.waitingRoom, clock: deps.clock) }
+    var gate: QueueGate { deps.queueGate }
 
     struct HoldRequestBody: Decodable {
         var scheduleId: Int64
@@ -199,7 +199,7 @@ struct PointsController {
 /// Payments [Q] (idempotent) and reading them back.
 struct PaymentsController {
     let deps: Dependencies
-    var gate: QueueGate { QueueGate(waitingRoom: deps.waitingRoom, clock: deps.clock) }
+    var gate: QueueGate { deps.queueGate }
 
     struct PayRequestBody: Decodable {
         var reservationId: Int64

@@ -15,5 +15,7 @@ struct Dependencies: Sendable {
 
     var rules: BookingRules { config.rules }
 
+    var queueGate: QueueGate { QueueGate(waitingRoom: waitingRoom, clock: clock) }
+
     func cacheAside(_ context: AppRequestContext) -> CacheAside { CacheAside(cache: cache, logger: context.logger) }
 }

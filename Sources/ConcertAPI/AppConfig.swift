@@ -17,6 +17,10 @@ public struct AppConfig: Sendable {
     public var queue = QueuePolicy()
     public var rateLimitPerUser = 0
     public var rateLimitPerIP = 0
+    /// Load balancers whose `X-Forwarded-For` names the client for the per-address limit.
+    public var trustedProxies = TrustedProxies()
+    /// Timeouts and size limits of each client connection.
+    public var connectionLimits = ConnectionLimits()
     /// Longest a cached reservable-concerts page is served without looking at the database.
     public var cacheTTLMilliseconds: Int64 = 5_000
     /// Longest a cached schedule list (with its available-seat counts) is served.
@@ -68,6 +72,10 @@ extension AppConfig {
         if let value = try int("CONCERT_CACHE_TTL_MS", 0...3_600_000) { config.cacheTTLMilliseconds = value }
         if let value = try int("CONCERT_SCHEDULE_CACHE_TTL_MS", 0...60_000) { config.scheduleCacheTTLMilliseconds = value }
         if let value = try int("CONCERT_QUEUE_SWEEP_MS", 10...10_000) { config.queueSweepMilliseconds = value }
+        if let spec = environment["CONCERT_TRUSTED_PROXIES"], !spec.isEmpty { config.trustedProxies = try TrustedProxies(parsing: spec) }
+        if let value = try int("CONCERT_HTTP_IDLE_TIMEOUT_SECONDS", 1...3600) { config.connectionLimits.idleTimeoutSeconds = value }
+        if let value = try int("CONCERT_HTTP_REQUEST_TIMEOUT_SECONDS", 1...3600) { config.connectionLimits.requestTimeoutSeconds = value }
+        if let value = try int("CONCERT_HTTP_MAX_HEADER_BYTES", 1024...1_048_576) { config.connectionLimits.maxHeaderBytes = Int(value) }
         if let value = try int("CONCERT_JWT_MAX_LIFETIME_SECONDS", 0...Int64(Int32.max)) { config.maxTokenLifetimeSeconds = value }
         return config
     }

@@ -27,7 +27,7 @@ public func buildApplication(
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var app = Application(
         router: router,
-        server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+        server: config.connectionLimits.serverBuilder(),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "concertd"),
         services: backend.services + [
             QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,
@@ -116,7 +116,8 @@ func buildRouter(_ deps: Dependencies, registry: PrometheusCollectorRegistry) ->
     router.add(middleware: MetricsMiddleware())
     router.add(middleware: ProblemMiddleware(routes: table))
     router.add(middleware: RateLimitMiddleware(scope: .address, limit: deps.config.rateLimitPerIP,
-                                               limiter: deps.rateLimiter, clock: deps.clock))
+                                               limiter: deps.rateLimiter, clock: deps.clock,
+                                               trustedProxies: deps.config.trustedProxies))
     for (path, method, handler) in publicRoutes {
         router.on(RouterPath(path), method: method) { request, context in try await handler(request, context) }
     }

@@ -92,6 +92,8 @@ struct RateLimitMiddleware: RouterMiddleware {
     let limit: Int
     let limiter: any RateLimiter
     let clock: WallClock
+    /// Whose `X-Forwarded-For` names the client (per-address scope only).
+    var trustedProxies = TrustedProxies()
 
     /// Probes and scrapes are never limited: a busy load balancer must not make the service look dead.
     static let exempt: Set<String> = ["/healthz", "/readyz", "/metrics"]
@@ -100,7 +102,9 @@ struct RateLimitMiddleware: RouterMiddleware {
         guard limit > 0, !Self.exempt.contains(request.uri.path) else { return try await next(request, context) }
         let key: String
         switch scope {
-        case .address: key = "ip:" + (context.remoteAddress ?? "unknown")
+        case .address:
+            let client = trustedProxies.clientAddress(peer: context.remoteAddress, forwardedFor: request.headers[values: .xForwardedFor])
+            key = "ip:" + (client ?? "unknown")
         case .user:
             guard let identity = context.identity else { return try await next(request, context) }
             key = "user:\(identity.userId)"
@@ -143,6 +147,7 @@ struct RouteTable: Sendable {
 
 extension HTTPField.Name {
     static let requestId = Self("Request-Id")!
+    static let xForwardedFor = Self("X-Forwarded-For")!
     static let queueToken = Self("Queue-Token")!
     static let idempotencyKey = Self("Idempotency-Key")!
     static let idempotentReplayed = Self("Idempotent-Replayed")!

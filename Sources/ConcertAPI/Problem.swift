@@ -126,6 +126,13 @@ extension Problem {
         case .payloadTooLarge:
             self.init(status: .contentTooLarge, code: "PAYLOAD_TOO_LARGE", title: "Payload too large",
                       detail: "The request body is over \(JSONBody.maxBytes) bytes.")
+        case .headersTooLarge(let limit):
+            // Still MALFORMED_REQUEST: the contract's code for a request that cannot be read.
+            self.init(status: .init(code: 431, reasonPhrase: "Request Header Fields Too Large"), code: "MALFORMED_REQUEST",
+                      title: "Request header fields too large", detail: "The request line and headers are over \(limit) bytes.")
+        case .requestTimeout(let seconds):
+            self.init(status: .init(code: 408, reasonPhrase: "Request Timeout"), code: "MALFORMED_REQUEST", title: "Request timeout",
+                      detail: "The request was not received completely within \(seconds) s.")
         case .unauthenticated(let detail):
             self.init(status: .unauthorized, code: "UNAUTHENTICATED", title: "Unauthenticated",
                       detail: "A valid bearer token is required (\(detail)).")
@@ -152,13 +159,21 @@ extension Problem {
     }
 
     func response(requestId: String) -> Response {
+        let (headers, body) = encoded(requestId: requestId)
+        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+
+    /// The headers and JSON body of this problem's response (also used below the router, where
+    /// connection-level errors are answered).
+    func encoded(requestId: String) -> (headers: HTTPFields, body: Data) {
         var problem = self
         problem.requestId = requestId.isEmpty ? nil : requestId
         var headers = HTTPFields()
         headers[.contentType] = "application/problem+json"
+        if !requestId.isEmpty { headers[.requestId] = requestId }
         if let retryAfter { headers[.retryAfter] = String(retryAfter) }
         if let allowed, !allowed.isEmpty { headers[.allow] = allowed.joined(separator: ", ") }
         let body = (try? JSONEncoder().encode(problem)) ?? Data("{\"code\":\"INTERNAL\"}".utf8)
-        return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return (headers, body)
     }
 }

@@ -141,9 +141,11 @@ struct MissingTestService: Error, CustomStringConvertible {
     var description: String
 }
 
-/// Runs `body` against a fresh service with its own database (and Redis key space).
+/// Runs `body` against a fresh service with its own database (and Redis key space); `live`
+/// puts a real HTTP server on a loopback port in front of it (`api.client.port`).
 func withAPI(
     _ backend: TestBackend = .sqliteMemory,
+    live: Bool = false,
     configure: (inout AppConfig) -> Void = { _ in },
     _ body: @Sendable (API) async throws -> Void
 ) async throws {
@@ -174,7 +176,7 @@ func withAPI(
     logger.logLevel = .critical
     do {
         let app = try await buildApplication(config: config, clock: clock.clock, logger: logger)
-        try await app.test(.router) { client in
+        try await app.test(live ? .live : .router) { client in
             try await body(API(client: client, clock: clock))
         }
     } catch {

@@ -93,7 +93,8 @@ struct FuzzTests {
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["CONCERT_FUZZ_SEED"].flatMap(UInt64.init) ?? 20_261_124
         let cases = environment["CONCERT_FUZZ_CASES"].flatMap(Int.init) ?? (backend == .sqliteMemory ? 400 : 150)
-        try await withAPI(backend) { api in
+        let errorLog = ErrorLogRecorder()
+        try await withAPI(backend, errorLog: errorLog) { api in
             let (concertId, scheduleId) = try await api.openConcert(seats: 10, price: 1000)
             var queueToken = try await api.activeToken(concertId, user: 5)
             let otherToken = try await api.activeToken(concertId, user: 6)
@@ -179,5 +180,6 @@ struct FuzzTests {
             // The run exercised both sides: rejections and some requests that were valid enough.
             #expect(statuses.keys.contains { $0 >= 400 } && statuses.keys.contains { $0 < 300 }, "\(statuses)")
         }
+        #expect(errorLog.recorded.isEmpty, "a client's mistakes are not logged as errors: \(errorLog.recorded.prefix(3))")
     }
 }

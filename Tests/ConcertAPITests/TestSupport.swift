@@ -146,6 +146,7 @@ struct MissingTestService: Error, CustomStringConvertible {
 func withAPI(
     _ backend: TestBackend = .sqliteMemory,
     live: Bool = false,
+    errorLog: ErrorLogRecorder? = nil,
     configure: (inout AppConfig) -> Void = { _ in },
     _ body: @Sendable (API) async throws -> Void
 ) async throws {
@@ -172,8 +173,8 @@ func withAPI(
     }
     configure(&config)
     let clock = ManualClock()
-    var logger = Logger(label: "test")
-    logger.logLevel = .critical
+    var logger = errorLog.map { recorder in Logger(label: "test") { _ in recorder } } ?? Logger(label: "test")
+    logger.logLevel = errorLog == nil ? .critical : .error
     do {
         let app = try await buildApplication(config: config, clock: clock.clock, logger: logger)
         try await app.test(live ? .live : .router) { client in
@@ -189,4 +190,23 @@ func withAPI(
 /// A temporary SQLite file path, for tests that need a real file (WAL, several connections).
 func temporarySQLitePath() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("concertd-test-\(UUID().uuidString).sqlite").path
+}
+
+/// Keeps every message logged at error level or above, to show that a client's mistake is
+/// never logged as the server's.
+final class ErrorLogRecorder: LogHandler, @unchecked Sendable {
+    private let messages = Mutex<[String]>([])
+    var logLevel: Logger.Level = .error
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        guard event.level >= .error else { return }
+        messages.withLock { $0.append("\(event.level): \(event.message) \(event.metadata ?? [:])") }
+    }
+
+    var recorded: [String] { messages.withLock { $0 } }
 }

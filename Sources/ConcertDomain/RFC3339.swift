@@ -80,8 +80,15 @@ public enum RFC3339 {
         guard i == b.count else { return nil }
         let days = daysFromCivil(year: year, month: month, day: day)
         let secs = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offsetSeconds)
+        // An offset can carry 0000-01-01 or 9999-12-31 past the four-digit years `format` writes
+        // (it would answer "00-1-12-31T23:30:00Z"): such an instant is not one we can give back.
+        guard secs >= firstSecond, secs <= lastSecond else { return nil }
         return Timestamp(milliseconds: secs * 1000 + Int64(millis))
     }
+
+    /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z, the range `format` writes as RFC 3339.
+    private static let firstSecond = Int64(daysFromCivil(year: 0, month: 1, day: 1)) * 86_400
+    private static let lastSecond = Int64(daysFromCivil(year: 10_000, month: 1, day: 1)) * 86_400 - 1
 
     private static func pad(_ value: Int, _ width: Int) -> String {
         let s = String(value)

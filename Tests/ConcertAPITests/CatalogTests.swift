@@ -105,6 +105,31 @@ struct CatalogTests {
         }
     }
 
+    /// Found while adding the fuzz test: an offset carried year 0000 to -1 (and 9999 to 10000), and the
+    /// answer echoed "00-1-12-31T23:30:00Z", a time that is not RFC 3339. Now 422, nothing stored.
+    @Test(arguments: TestBackend.all) func timesOutsideFourDigitYearsAre422(backend: TestBackend) async throws {
+        try await withAPI(backend) { api in
+            for (opens, closes) in [("0000-01-01T00:30:00+01:00", "2026-12-24T19:00:00Z"),
+                                    ("2026-12-01T10:00:00Z", "9999-12-31T23:30:00-01:00")] {
+                let reply = try await api.call(.post, "/v1/admin/concerts", user: 1, admin: true, json: """
+                    {"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "\(opens)", "bookingClosesAt": "\(closes)"}
+                    """)
+                #expect(reply.code == "VALIDATION_FAILED", "\(opens) \(closes): \(reply.status)")
+            }
+            let concert = try await api.call(.post, "/v1/admin/concerts", user: 1, admin: true, json: """
+                {"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "0000-01-01T00:00:00Z", "bookingClosesAt": "9999-12-31T23:59:59Z"}
+                """)
+            #expect(concert.string("bookingOpensAt") == "0000-01-01T00:00:00Z")
+            #expect(concert.string("bookingClosesAt") == "9999-12-31T23:59:59Z")
+            let concertId = concert.int("id")!
+            let schedule = try await api.call(.post, "/v1/admin/concerts/\(concertId)/schedules", user: 1, admin: true,
+                                              json: #"{"startsAt": "9999-12-31T23:30:00-01:00", "price": 1000}"#)
+            #expect(schedule.code == "VALIDATION_FAILED")
+            let stats = try await api.call(.get, "/v1/admin/concerts/\(concertId)/stats", user: 1, admin: true)
+            #expect(stats.int("totalSeats") == 0)
+        }
+    }
+
     @Test(arguments: TestBackend.all) func schedulesAndSeatsNeedAnActiveTokenForThatConcert(backend: TestBackend) async throws {
         try await withAPI(backend) { api in
             let concert = try await api.openConcert(seats: 10, price: 3000)

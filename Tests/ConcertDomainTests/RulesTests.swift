@@ -106,6 +106,16 @@ struct RFC3339Tests {
         }
     }
 
+    /// Found while adding the fuzz test: an offset pushed year 0000 to -1 and 9999 to 10000, which `format`
+    /// then wrote as "00-1-12-31T23:30:00Z" and "10000-01-01T00:30:00Z".
+    @Test func rejectsInstantsOutsideFourDigitYears() {
+        #expect(RFC3339.parse("0000-01-01T00:30:00+01:00") == nil)
+        #expect(RFC3339.parse("9999-12-31T23:30:00-01:00") == nil)
+        let first = RFC3339.parse("0000-01-01T00:00:00Z"), last = RFC3339.parse("9999-12-31T23:59:59.999Z")
+        #expect(first.map(RFC3339.format) == "0000-01-01T00:00:00Z")
+        #expect(last.map(RFC3339.format) == "9999-12-31T23:59:59.999Z")
+    }
+
     @Test func roundTrips() {
         var generator = SplitMix(seed: 7)
         for _ in 0..<2000 {

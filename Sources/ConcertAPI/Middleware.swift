@@ -98,8 +98,15 @@ struct RateLimitMiddleware: RouterMiddleware {
     /// Probes and scrapes are never limited: a busy load balancer must not make the service look dead.
     static let exempt: Set<String> = ["/healthz", "/readyz", "/metrics"]
 
+    /// The router answers `/healthz/` like `/healthz`, so the exemption does too.
+    static func isExempt(_ path: String) -> Bool {
+        var path = Substring(path)
+        while path.count > 1, path.hasSuffix("/") { path = path.dropLast() }
+        return exempt.contains(String(path))
+    }
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard limit > 0, !Self.exempt.contains(request.uri.path) else { return try await next(request, context) }
+        guard limit > 0, !Self.isExempt(request.uri.path) else { return try await next(request, context) }
         let key: String
         switch scope {
         case .address:

@@ -125,7 +125,8 @@ struct OperationsAndAuthTests {
             let second = try await api.call(.get, "/v1/concerts")
             #expect(first.status == 200)
             #expect(second.code == "RATE_LIMITED", "unauthenticated requests count too")
-            let probes = [try await api.call(.get, "/healthz"), try await api.call(.get, "/readyz"), try await api.call(.get, "/metrics")]
+            let probes = [try await api.call(.get, "/healthz"), try await api.call(.get, "/readyz"), try await api.call(.get, "/metrics"),
+                          try await api.call(.get, "/healthz/")]
             #expect(probes.allSatisfy { $0.status == 200 }, "probes and scrapes are never limited")
         }
     }

@@ -14,6 +14,8 @@ services_install() {
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
   [ -e /usr/include/sqlite3.h ] || missing+=(libsqlite3-dev)
+  # FaultTests runs nginx (from docs/nginx.conf) as a throwaway process in front of the instances.
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "services: installing ${missing[*]}" >&2
     local sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

@@ -10,7 +10,14 @@ import Hummingbird
 struct Idempotency: Sendable {
     let store: any ConcertStore
     let clock: WallClock
-    static let leaseMilliseconds: Int64 = 60_000
+    /// How long a claimed key answers 409 IDEMPOTENCY_KEY_IN_USE when its first request never
+    /// finished: killed with its instance, or its release lost while the database restarted.
+    /// It only decides how long a retry waits, never whether the work happens twice: the work
+    /// commits only while its claim is still the key's (`complete` in each store checks
+    /// `created_at = claimedAt` in the same transaction), so a retry that takes over an old
+    /// claim makes the first request roll back if it ever gets that far. At 60 s a payment cut off
+    /// by a fault could not be retried for a minute (FaultTests).
+    static let leaseMilliseconds: Int64 = 10_000
     static let retentionMilliseconds: Int64 = 24 * 3600 * 1000
 
     /// Hands the operation a way to make its `IdempotentCompletion` (nil without a key).

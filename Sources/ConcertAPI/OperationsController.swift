@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertStore
 import Foundation
 import Hummingbird
 import Prometheus
@@ -57,19 +58,4 @@ enum OpenAPIDocument {
               let data = try? Data(contentsOf: url) else { return Array("openapi: 3.1.0\n".utf8) }
         return [UInt8](data)
     }()
-}
-
-/// Runs `operation`, giving up with `DeadlineExceeded` after `seconds`.
-struct DeadlineExceeded: Error {}
-
-func withDeadline<T: Sendable>(seconds: Double, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-            throw DeadlineExceeded()
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
 }

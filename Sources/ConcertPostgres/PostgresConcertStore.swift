@@ -20,10 +20,17 @@ public struct PostgresStoreOptions: Sendable {
     /// Tries in all of a transaction that PostgreSQL aborted with a serialization failure or a
     /// deadlock.
     public var transactionAttempts: Int
+    /// Longest an operation may run once it has its connection. Past it (or at once when the
+    /// connection closes under it) the caller gets `StoreUnavailable` and the connection is
+    /// closed, so PostgreSQL rolls back what was not committed. Statements are bounded on the
+    /// server (`statement_timeout` 10 s, `lock_timeout` 5 s); this catches what they cannot: a
+    /// query PostgresNIO lost on a closing connection.
+    public var operationLimit: Duration
 
     public init(maximumConnections: Int = 20, connectTimeout: Duration = .seconds(2),
                 connectionWaitLimit: Duration = .seconds(3), busyWaitLimit: Duration = .seconds(30),
-                transactionAttempts: Int = 3) {
+                transactionAttempts: Int = 3, operationLimit: Duration = .seconds(30)) {
+        self.operationLimit = operationLimit
         self.maximumConnections = maximumConnections
         self.connectTimeout = connectTimeout
         self.connectionWaitLimit = connectionWaitLimit

@@ -59,47 +59,84 @@ extension PostgresConcertStore {
         }
     }
 
+    /// Three tasks per operation, because two waits here must be abandonable, and a task group
+    /// would wait for its children instead:
+    /// - the lease: PostgresNIO 1.33.2 can miss a cancellation that arrives just as a lease is
+    ///   queued (it checks `Task.isCancelled`, then queues; a cancel in between finds nothing);
+    /// - the body: a query written as its connection closes can be lost by PostgresNIO, its
+    ///   continuation never resumed (seen in `OutageTests` about one run in ten: `SELECT 1` on a
+    ///   connection cut by a proxy, no socket left, waiting forever). A body that hangs holds its
+    ///   lease, and the pool's `run()` waits for every lease at shutdown, so the whole process
+    ///   could never stop either.
+    /// A watchdog gives the caller its answer within the limits and, when the body is lost or
+    /// runs past `operationLimit`, closes the connection (PostgreSQL rolls back whatever was not
+    /// committed) and hands the lease back; the lost task is left suspended.
     private func leaseWithinLimit<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         let client = self.client
         let health = self.health
-        let limit = options.connectionWaitLimit, busyLimit = options.busyWaitLimit
+        let limit = options.connectionWaitLimit, busyLimit = options.busyWaitLimit, operationLimit = options.operationLimit
         let race = LeaseRace()
-        return try await withThrowingTaskGroup(of: R?.self) { group in
-            group.addTask {
-                do {
-                    return try await client.withConnection { connection in
-                        // Lost to the timer: the caller has been told the store is unavailable,
-                        // so this operation must not run at all.
-                        guard race.start() else { throw CancellationError() }
-                        health.connectionLeased()
-                        return try await body(connection)
+        let answer = OneShot<R>()
+        // Finished when the connection may go back to the pool: the body ended, or was abandoned.
+        let held = OneShot<Bool>()
+        let operation = Task {
+            do {
+                _ = try await client.withConnection { connection in
+                    // Lost to the timer: the caller has been told the store is unavailable,
+                    // so this operation must not run at all.
+                    guard race.start(on: connection) else { throw CancellationError() }
+                    health.connectionLeased()
+                    Task {
+                        do { answer.finish(.success(try await body(connection))) } catch { answer.finish(.failure(error)) }
+                        held.finish(.success(true))
                     }
-                } catch {
-                    // Whatever failed before `body` started failed to get a connection (the
-                    // pool shut down, its connect circuit breaker tripped, ...).
-                    if race.giveUp() { throw StoreUnavailable("no PostgreSQL connection: \(error)") }
-                    throw error
+                    return try await held.value()
+                }
+            } catch {
+                // Whatever failed before `body` started failed to get a connection (the pool
+                // shut down, its connect circuit breaker tripped, the lease was cancelled, ...).
+                if race.giveUp() {
+                    answer.finish(.failure(StoreUnavailable("no PostgreSQL connection: \(error)")))
+                } else {
+                    answer.finish(.failure(error))
                 }
             }
-            group.addTask {
-                let clock = ContinuousClock()
-                let started = clock.now
-                try await Task.sleep(for: limit)
+        }
+        let watchdog = Task {
+            let clock = ContinuousClock()
+            let started = clock.now
+            let tick = Duration.milliseconds(250)
+            var closedSeen = false
+            while true {
+                do { try await Task.sleep(for: tick) } catch { return } // Cancelled: the answer is in.
+                let elapsed = clock.now - started
+                if let connection = race.startedConnection {
+                    // The body runs. A closed connection gets one tick for its error to arrive.
+                    let lost = connection.isClosed && closedSeen
+                    closedSeen = connection.isClosed
+                    guard lost || elapsed > operationLimit else { continue }
+                    answer.finish(.failure(StoreUnavailable(lost
+                        ? "the PostgreSQL connection closed under a running operation"
+                        : "no answer from PostgreSQL within \(operationLimit); connection closed")))
+                    // Handed back once closed, so that the pool does not lease it out again.
+                    connection.close().whenComplete { _ in held.finish(.success(false)) }
+                    return
+                }
+                guard elapsed >= limit else { continue }
                 // Others still get connections: the database is busy, not gone; keep waiting.
-                while !race.hasStarted && health.leasedSince(clock.now - limit) && clock.now - started < busyLimit {
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-                guard race.giveUp() else { return nil } // `body` is running: wait for it.
-                throw StoreUnavailable("no PostgreSQL connection within \(clock.now - started)")
+                if health.leasedSince(clock.now - limit) && elapsed < busyLimit { continue }
+                guard race.giveUp() else { continue } // It has just started: watch it instead.
+                // The answer first: cancelling fails the lease at once, and its error must not win.
+                answer.finish(.failure(StoreUnavailable("no PostgreSQL connection within \(elapsed)")))
+                operation.cancel()
+                return
             }
-            while let next = try await group.next() {
-                if let result = next {
-                    group.cancelAll()
-                    return result
-                }
-            }
-            // Unreachable: the operation's task either returns a value or throws.
-            throw StoreUnavailable("PostgreSQL operation ended without a result")
+        }
+        defer { watchdog.cancel() }
+        return try await withTaskCancellationHandler {
+            try await answer.value()
+        } onCancel: {
+            operation.cancel()
         }
     }
 
@@ -138,16 +175,22 @@ extension PostgresConcertStore {
 
 /// Decides, exactly once, whether an operation got its connection before the wait limit ran out.
 private final class LeaseRace: Sendable {
-    private enum State { case waiting, started, gaveUp }
+    private enum State { case waiting, started(PostgresConnection), gaveUp }
     private let state = Mutex(State.waiting)
 
-    var hasStarted: Bool { state.withLock { $0 == .started } }
+    /// The connection the operation runs on, once it has started.
+    var startedConnection: PostgresConnection? {
+        state.withLock { state in
+            if case .started(let connection) = state { return connection }
+            return nil
+        }
+    }
 
     /// The operation has its connection: true when it may run.
-    func start() -> Bool {
+    func start(on connection: PostgresConnection) -> Bool {
         state.withLock { state in
-            guard state == .waiting else { return false }
-            state = .started
+            guard case .waiting = state else { return false }
+            state = .started(connection)
             return true
         }
     }
@@ -156,7 +199,7 @@ private final class LeaseRace: Sendable {
     /// never will.
     func giveUp() -> Bool {
         state.withLock { state in
-            guard state == .waiting else { return false }
+            guard case .waiting = state else { return false }
             state = .gaveUp
             return true
         }

@@ -30,7 +30,14 @@ final class ConcertdProcess: @unchecked Sendable {
         for (key, value) in environment { env[key] = value }
         process.environment = env
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        // CONCERT_TEST_SERVER_LOG_DIR keeps each server's log (warnings and errors) for a post-mortem.
+        if let directory = ProcessInfo.processInfo.environment["CONCERT_TEST_SERVER_LOG_DIR"], !directory.isEmpty {
+            let path = directory + "/concertd-\(UUID().uuidString.prefix(8)).log"
+            FileManager.default.createFile(atPath: path, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: path) ?? FileHandle.nullDevice
+        } else {
+            process.standardError = FileHandle.nullDevice
+        }
         // The pipe is drained on Foundation's own thread; the loop below only sleeps, so no thread
         // of the (small) cooperative pool is ever blocked on a read.
         let seen = OutputBuffer()

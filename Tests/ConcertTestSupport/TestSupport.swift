@@ -32,6 +32,17 @@ public struct TestDatabase: Sendable {
     public var admin: PostgresURL
     public var name: String
 
+    public init(admin: PostgresURL, name: String) {
+        self.admin = admin
+        self.name = name
+    }
+
+    /// The database a `postgres://` URL names, reached with that URL's credentials.
+    public init(url: String) throws {
+        let parsed = try PostgresURL(parsing: url)
+        self.init(admin: parsed, name: parsed.database)
+    }
+
     public var url: String {
         var target = admin
         target.database = name

@@ -222,6 +222,42 @@ struct MultiInstanceTests {
         await redis.close()
         await cluster.stop()
     }
+
+    /// The per-user limit is one bucket in Redis, whichever instance a request reaches: 40
+    /// requests released at once over two instances get about the limit, not twice it (with a
+    /// bucket per instance, 10 of 40 passed in 0.2 s).
+    @Test(.enabled(if: serversAreConfigured)) func thePerUserRateLimitIsSharedAcrossInstances() async throws {
+        let limit = 5
+        let cluster = try await startCluster(count: 2, environment: ["CONCERT_RATE_LIMIT_PER_USER": "\(limit)"])
+        do {
+            let servers = cluster.instances
+            let jwt = try await token(42)
+            let gate = StartGate()
+            let clock = ContinuousClock()
+            let started = clock.now
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for attempt in 0..<40 {
+                    group.addTask {
+                        await gate.wait()
+                        return try await servers[attempt % 2].request("GET", "v1/points", token: jwt).status
+                    }
+                }
+                await gate.open(whenArrived: 40)
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let seconds = Double((clock.now - started).components.seconds) + Double((clock.now - started).components.attoseconds) / 1e18
+            let allowed = statuses.filter { $0 == 200 }.count
+            // The bucket refills `limit` tokens a second, so in `seconds` at most this many pass in all.
+            let bound = limit + Int((Double(limit) * seconds).rounded(.up))
+            #expect(statuses.allSatisfy { $0 == 200 || $0 == 429 }, "\(statuses)")
+            #expect(allowed >= limit, "the burst passes")
+            #expect(allowed <= bound, "\(allowed) passed in \(seconds) s; one shared bucket allows \(bound)")
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
 }
 
 /// The invariants `concertd` promises, checked in SQL.

@@ -13,15 +13,7 @@ struct PostgresRetryTests {
     static let enabled = TestServices.postgresURL != nil || TestServices.required
 
     func withFailingCharges(failures: Int, _ body: (PostgresConcertStore) async throws -> Void) async throws {
-        guard let adminURL = TestServices.postgresURL else {
-            throw MissingService(description: "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_POSTGRES_URL is not set")
-        }
-        let database = try await TestDatabase.create(adminURL: adminURL)
-        let store = try PostgresConcertStore(url: database.url, logger: TestServices.logger,
-                                             options: PostgresStoreOptions(transactionAttempts: 3))
-        let run = Task { await store.run() }
-        do {
-            try await store.migrate()
+        try await withPostgresStore(options: PostgresStoreOptions(transactionAttempts: 3)) { store, database in
             _ = try await database.scalar("CREATE SEQUENCE charge_failures")
             _ = try await database.scalar("""
                 CREATE FUNCTION fail_first_charges() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -37,15 +29,7 @@ struct PostgresRetryTests {
                   FOR EACH ROW EXECUTE FUNCTION fail_first_charges()
                 """)
             try await body(store)
-        } catch {
-            run.cancel()
-            await run.value
-            try? await database.drop()
-            throw error
         }
-        run.cancel()
-        await run.value
-        try await database.drop()
     }
 
     @Test(.enabled(if: enabled)) func aTransactionAbortedTwiceSucceedsOnItsThirdAttemptAndAppliesOnce() async throws {

@@ -14,26 +14,8 @@ struct PostgresWatchdogTests {
     static let enabled = TestServices.postgresURL != nil || TestServices.required
 
     func withStore(operationLimit: Duration, _ body: (PostgresConcertStore, TestDatabase) async throws -> Void) async throws {
-        guard let adminURL = TestServices.postgresURL else {
-            throw MissingService(description: "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_POSTGRES_URL is not set")
-        }
-        let database = try await TestDatabase.create(adminURL: adminURL)
-        let store = try PostgresConcertStore(url: database.url, logger: TestServices.logger,
-                                             options: PostgresStoreOptions(maximumConnections: 2, operationLimit: operationLimit))
-        let run = Task { await store.run() }
-        do {
-            try await store.migrate()
-            try await body(store, database)
-        } catch {
-            run.cancel()
-            await run.value
-            try? await database.drop()
-            throw error
-        }
-        run.cancel()
-        // The pool stops only when every lease is back: a lost body would hang here.
-        await run.value
-        try? await database.drop()
+        // Stopping the pool waits for every lease: a lost body would hang there.
+        try await withPostgresStore(options: PostgresStoreOptions(maximumConnections: 2, operationLimit: operationLimit), body)
     }
 
     @Test(.enabled(if: enabled)) func aBodyWhoseConnectionClosedUnderItIsAbandonedAndItsLeaseReturned() async throws {

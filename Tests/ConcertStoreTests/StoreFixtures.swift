@@ -85,6 +85,29 @@ func withStores(_ engine: Engine, count: Int, migrated: Bool = true,
     }
 }
 
+/// One migrated PostgreSQL store with `options` on a fresh database of the test server, its pool
+/// running for `body`, then stopped (which waits for every lease) and the database dropped.
+func withPostgresStore(options: PostgresStoreOptions,
+                       _ body: (PostgresConcertStore, TestDatabase) async throws -> Void) async throws {
+    guard let adminURL = TestServices.postgresURL else {
+        throw MissingService(description: "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_POSTGRES_URL is not set")
+    }
+    let database = try await TestDatabase.create(adminURL: adminURL)
+    let store = try PostgresConcertStore(url: database.url, logger: TestServices.logger, options: options)
+    let run = Task { await store.run() }
+    var outcome: Result<Void, any Error> = .success(())
+    do {
+        try await store.migrate()
+        try await body(store, database)
+    } catch {
+        outcome = .failure(error)
+    }
+    run.cancel()
+    await run.value
+    try? await database.drop()
+    try outcome.get()
+}
+
 // MARK: Domain fixtures
 
 /// A fixed "now" for the tests; every other time is an offset from it.

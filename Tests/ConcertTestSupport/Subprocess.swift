@@ -88,13 +88,23 @@ public enum Subprocess {
 
     /// True once something accepts TCP connections on 127.0.0.1:`port`.
     public static func accepts(port: Int) -> Bool {
+        guard let descriptor = connectedSocket(port: port) else { return false }
+        close(descriptor)
+        return true
+    }
+
+    /// A blocking TCP socket connected to 127.0.0.1:`port` (sends and receives give up after
+    /// `timeoutSeconds`), or nil. The caller closes it.
+    public static func connectedSocket(port: Int, timeoutSeconds: Int = 1) -> Int32? {
         #if canImport(Glibc) || canImport(Musl)
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
         let descriptor = socket(AF_INET, SOCK_STREAM, 0)
         #endif
-        guard descriptor >= 0 else { return false }
-        defer { close(descriptor) }
+        guard descriptor >= 0 else { return nil }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -102,7 +112,11 @@ public enum Subprocess {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        return connected == 0
+        guard connected == 0 else {
+            close(descriptor)
+            return nil
+        }
+        return descriptor
     }
 
     /// Polls `condition` every 50 ms until it holds or `seconds` pass; returns whether it held.

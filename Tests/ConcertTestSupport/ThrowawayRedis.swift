@@ -79,24 +79,8 @@ public final class ThrowawayRedis: Sendable {
     /// True when a server on `port` answers PING with PONG within a second (not while it is still
     /// loading its data, when it answers -LOADING).
     public static func ping(port: Int) -> Bool {
-        #if canImport(Glibc) || canImport(Musl)
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let descriptor = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard descriptor >= 0 else { return false }
+        guard let descriptor = Subprocess.connectedSocket(port: port) else { return false }
         defer { close(descriptor) }
-        var timeout = timeval(tv_sec: 1, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { return false }
         let command = Array("PING\r\n".utf8)
         guard command.withUnsafeBytes({ send(descriptor, $0.baseAddress, $0.count, 0) }) == command.count else { return false }
         var buffer = [UInt8](repeating: 0, count: 64)

@@ -80,25 +80,35 @@ extension PostgresConcertStore {
         // Finished when the connection may go back to the pool: the body ended, or was abandoned.
         let held = OneShot<Bool>()
         let operation = Task {
-            do {
-                _ = try await client.withConnection { connection in
-                    // Lost to the timer: the caller has been told the store is unavailable,
-                    // so this operation must not run at all.
-                    guard race.start(on: connection) else { throw CancellationError() }
-                    health.connectionLeased()
-                    Task {
-                        do { answer.finish(.success(try await body(connection))) } catch { answer.finish(.failure(error)) }
-                        held.finish(.success(true))
+            // A connection can come back from the pool already closed (its close not yet seen by
+            // the pool, e.g. one the watchdog just closed); a query on it may be lost, so it goes
+            // back unused and another is leased.
+            for staleLeases in 0... {
+                do {
+                    _ = try await client.withConnection { connection in
+                        if connection.isClosed && staleLeases < 3 { throw StaleConnection() }
+                        // Lost to the timer: the caller has been told the store is unavailable,
+                        // so this operation must not run at all.
+                        guard race.start(on: connection) else { throw CancellationError() }
+                        health.connectionLeased()
+                        Task {
+                            do { answer.finish(.success(try await body(connection))) } catch { answer.finish(.failure(error)) }
+                            held.finish(.success(true))
+                        }
+                        return try await held.value()
                     }
-                    return try await held.value()
-                }
-            } catch {
-                // Whatever failed before `body` started failed to get a connection (the pool
-                // shut down, its connect circuit breaker tripped, the lease was cancelled, ...).
-                if race.giveUp() {
-                    answer.finish(.failure(StoreUnavailable("no PostgreSQL connection: \(error)")))
-                } else {
-                    answer.finish(.failure(error))
+                    return
+                } catch is StaleConnection {
+                    continue
+                } catch {
+                    // Whatever failed before `body` started failed to get a connection (the pool
+                    // shut down, its connect circuit breaker tripped, the lease was cancelled, ...).
+                    if race.giveUp() {
+                        answer.finish(.failure(StoreUnavailable("no PostgreSQL connection: \(error)")))
+                    } else {
+                        answer.finish(.failure(error))
+                    }
+                    return
                 }
             }
         }
@@ -118,7 +128,9 @@ extension PostgresConcertStore {
                     answer.finish(.failure(StoreUnavailable(lost
                         ? "the PostgreSQL connection closed under a running operation"
                         : "no answer from PostgreSQL within \(operationLimit); connection closed")))
-                    // Handed back once closed, so that the pool does not lease it out again.
+                    // Handed back once closed, so that the pool does not lease it out again. (A
+                    // statement still running on a live connection delays the close until it ends,
+                    // at most `statement_timeout`; the caller has its answer already.)
                     connection.close().whenComplete { _ in held.finish(.success(false)) }
                     return
                 }
@@ -172,6 +184,9 @@ extension PostgresConcertStore {
         }
     }
 }
+
+/// A leased connection that had already closed.
+private struct StaleConnection: Error {}
 
 /// Decides, exactly once, whether an operation got its connection before the wait limit ran out.
 private final class LeaseRace: Sendable {

@@ -31,7 +31,7 @@ struct PostgresWatchdogTests {
             }
             let elapsed = ContinuousClock.now - started
             #expect(elapsed < .seconds(5), "answered after \(elapsed), not at the 30 s operation limit")
-            for _ in 0..<4 { try await store.ping() } // both connections of the pool still serve
+            for _ in 0..<4 { try await store.ping() } // the pool serves on
         }
     }
 

@@ -93,7 +93,9 @@ extension PostgresConcertStore {
                         health.connectionLeased()
                         Task {
                             do { answer.finish(.success(try await body(connection))) } catch { answer.finish(.failure(error)) }
-                            held.finish(.success(true))
+                            // Unless the watchdog took it over: then it hands the lease back itself,
+                            // once the connection is closed.
+                            if race.finish() { held.finish(.success(true)) }
                         }
                         return try await held.value()
                     }
@@ -125,6 +127,7 @@ extension PostgresConcertStore {
                     let lost = connection.isClosed && closedSeen
                     closedSeen = connection.isClosed
                     guard lost || elapsed > operationLimit else { continue }
+                    guard race.abandon() else { return } // The body has just finished.
                     answer.finish(.failure(StoreUnavailable(lost
                         ? "the PostgreSQL connection closed under a running operation"
                         : "no answer from PostgreSQL within \(operationLimit); connection closed")))
@@ -190,7 +193,7 @@ private struct StaleConnection: Error {}
 
 /// Decides, exactly once, whether an operation got its connection before the wait limit ran out.
 private final class LeaseRace: Sendable {
-    private enum State { case waiting, started(PostgresConnection), gaveUp }
+    private enum State { case waiting, started(PostgresConnection), gaveUp, finished, abandoned }
     private let state = Mutex(State.waiting)
 
     /// The connection the operation runs on, once it has started.
@@ -206,6 +209,25 @@ private final class LeaseRace: Sendable {
         state.withLock { state in
             guard case .waiting = state else { return false }
             state = .started(connection)
+            return true
+        }
+    }
+
+    /// The body ended by itself: true unless the watchdog has abandoned it (then the watchdog
+    /// hands the connection back).
+    func finish() -> Bool {
+        state.withLock { state in
+            guard case .started = state else { return false }
+            state = .finished
+            return true
+        }
+    }
+
+    /// The watchdog gives up on a running body: true unless it has just finished by itself.
+    func abandon() -> Bool {
+        state.withLock { state in
+            guard case .started = state else { return false }
+            state = .abandoned
             return true
         }
     }

@@ -191,7 +191,8 @@ extension PostgresConcertStore {
 /// A leased connection that had already closed.
 private struct StaleConnection: Error {}
 
-/// Decides, exactly once, whether an operation got its connection before the wait limit ran out.
+/// Decides, exactly once, whether an operation got its connection before the wait limit ran out,
+/// and then whether its body or the watchdog ended it.
 private final class LeaseRace: Sendable {
     private enum State { case waiting, started(PostgresConnection), gaveUp, finished, abandoned }
     private let state = Mutex(State.waiting)
@@ -205,40 +206,31 @@ private final class LeaseRace: Sendable {
     }
 
     /// The operation has its connection: true when it may run.
-    func start(on connection: PostgresConnection) -> Bool {
-        state.withLock { state in
-            guard case .waiting = state else { return false }
-            state = .started(connection)
-            return true
-        }
-    }
+    func start(on connection: PostgresConnection) -> Bool { move(from: .waiting, to: .started(connection)) }
 
     /// The body ended by itself: true unless the watchdog has abandoned it (then the watchdog
     /// hands the connection back).
-    func finish() -> Bool {
-        state.withLock { state in
-            guard case .started = state else { return false }
-            state = .finished
-            return true
-        }
-    }
+    func finish() -> Bool { move(from: .running, to: .finished) }
 
     /// The watchdog gives up on a running body: true unless it has just finished by itself.
-    func abandon() -> Bool {
-        state.withLock { state in
-            guard case .started = state else { return false }
-            state = .abandoned
-            return true
-        }
-    }
+    func abandon() -> Bool { move(from: .running, to: .abandoned) }
 
     /// The wait limit ran out, or the lease failed: true when the operation had not started and
     /// never will.
-    func giveUp() -> Bool {
+    func giveUp() -> Bool { move(from: .waiting, to: .gaveUp) }
+
+    private enum Phase { case waiting, running }
+
+    /// Moves to `next` only from `phase`; true when it moved. Each decision is taken once.
+    private func move(from phase: Phase, to next: State) -> Bool {
         state.withLock { state in
-            guard case .waiting = state else { return false }
-            state = .gaveUp
-            return true
+            switch (phase, state) {
+            case (.waiting, .waiting), (.running, .started):
+                state = next
+                return true
+            default:
+                return false
+            }
         }
     }
 }

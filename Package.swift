@@ -86,6 +86,7 @@ let package = Package(
             name: "ConcertTestSupport",
             dependencies: [
                 "ConcertPostgres",
+                "ConcertStore",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -110,7 +110,9 @@ struct RateLimitMiddleware: RouterMiddleware {
         let key: String
         switch scope {
         case .address:
-            let client = trustedProxies.clientAddress(peer: context.remoteAddress, forwardedFor: request.headers[values: .xForwardedFor])
+            // The header is only looked at when some proxy is trusted (most set-ups trust none).
+            let client = trustedProxies.isEmpty ? context.remoteAddress
+                : trustedProxies.clientAddress(peer: context.remoteAddress, forwardedFor: request.headers[values: .xForwardedFor])
             key = "ip:" + (client ?? "unknown")
         case .user:
             guard let identity = context.identity else { return try await next(request, context) }

@@ -30,8 +30,7 @@ struct FaultTests {
     /// once.
     @Test(.enabled(if: faultToolsAreInstalled || TestServices.required), .timeLimit(.minutes(2)))
     func killingAnInstanceMidLoadLeavesTheOthersServing() async throws {
-        let cluster = try await FaultCluster.start(redisAppendOnly: true, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
-        do {
+        try await FaultCluster.with(environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"]) { cluster in
             let setup = try await cluster.openConcert(seats: 1000)
             let victim = cluster.instances[2]
             let survivors = Array(cluster.instances[0..<2])
@@ -77,11 +76,7 @@ struct FaultTests {
                 let health = await load.client.send(survivor.baseURL, "GET", "readyz")
                 #expect(health.status == 200)
             }
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     /// PostgreSQL is stopped mid-load (fast shutdown: every connection cut) and started again.
@@ -90,8 +85,7 @@ struct FaultTests {
     /// while the database is down both complete exactly once when retried with their keys.
     @Test(.enabled(if: faultToolsAreInstalled || TestServices.required), .timeLimit(.minutes(2)))
     func restartingPostgresMidLoadGives503sThenServesAgain() async throws {
-        let cluster = try await FaultCluster.start(redisAppendOnly: true, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
-        do {
+        try await FaultCluster.with(environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"]) { cluster in
             let setup = try await cluster.openConcert(seats: 1000)
             let cutOff = try await cluster.preparePayer(user: 900, concertId: setup.concertId, scheduleId: setup.scheduleId,
                                                        seat: 1000, via: cluster.instances[0].baseURL)
@@ -141,11 +135,7 @@ struct FaultTests {
             let ledger = await running.value
             try await expectHealthyAnswers(load.calls, ledger: ledger, after: upAt, allow: [], survivors: cluster.instances)
             try await expectExactlyOnce(cluster, ledger: ledger, payers: [cutOff, whileDown])
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     /// Redis (with the append-only file, as docs/operations.md prescribes) is killed mid-load and
@@ -156,8 +146,7 @@ struct FaultTests {
     @Test(.enabled(if: faultToolsAreInstalled || TestServices.required), .timeLimit(.minutes(2)))
     func restartingRedisMidLoadKeepsTheLineOrAsksClientsToRejoin() async throws {
         let maxActive = 10
-        let cluster = try await FaultCluster.start(redisAppendOnly: true, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "\(maxActive)"])
-        do {
+        try await FaultCluster.with(environment: ["CONCERT_QUEUE_MAX_ACTIVE": "\(maxActive)"]) { cluster in
             let setup = try await cluster.openConcert(seats: 1000)
             let other = try await cluster.openConcert(seats: 10)
             let payerA = try await cluster.preparePayer(user: 900, concertId: setup.concertId, scheduleId: setup.scheduleId,
@@ -233,11 +222,7 @@ struct FaultTests {
             #expect(load.calls.contains { $0.started > emptyAt && $0.code == "QUEUE_TOKEN_INVALID" } || ledger.rejoins > 0,
                     "the load met the empty line")
             try await expectExactlyOnce(cluster, ledger: ledger, payers: [payerA, payerB])
-        } catch {
-            await cluster.stop()
-            throw error
         }
-        await cluster.stop()
     }
 
     // MARK: - What every fault test asserts
@@ -316,6 +301,19 @@ final class FaultCluster: @unchecked Sendable {
     static var documentedNginxConf: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("docs/nginx.conf")
+    }
+
+    /// Starts a cluster (Redis with its append-only file), runs `body` on it, and stops it
+    /// whether `body` succeeded or not.
+    static func with(environment: [String: String], _ body: (FaultCluster) async throws -> Void) async throws {
+        let cluster = try await start(redisAppendOnly: true, environment: environment)
+        do {
+            try await body(cluster)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
     }
 
     static func start(redisAppendOnly: Bool, environment extra: [String: String]) async throws -> FaultCluster {

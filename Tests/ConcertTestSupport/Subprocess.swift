@@ -8,8 +8,8 @@ import Musl
 #else
 import Darwin
 #endif
+import ConcertStore
 import Foundation
-import Synchronization
 
 public struct SubprocessFailure: Error, CustomStringConvertible {
     public var description: String
@@ -138,41 +138,7 @@ public enum Subprocess {
 /// Runs `body`, but gives up waiting for it after `seconds` and answers `fallback` instead, even
 /// if `body` never returns (it is cancelled and left behind). Every await a test makes on a
 /// network client goes through this, so a client that never calls back cannot hang the suite.
+/// (The service's own `withDeadline`, which throws `DeadlineExceeded`, with a fallback value.)
 public func withDeadline<T: Sendable>(seconds: Double, fallback: T, _ body: @escaping @Sendable () async -> T) async -> T {
-    let race = DeadlineRace<T>()
-    return await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-        race.start(continuation)
-        let work = Task {
-            race.finish(await body())
-        }
-        let timer = Task {
-            try? await Task.sleep(for: .milliseconds(Int(seconds * 1000)))
-            if Task.isCancelled { return }
-            work.cancel()
-            race.finish(fallback)
-        }
-        Task {
-            _ = await work.value
-            timer.cancel()
-        }
-    }
-}
-
-/// Whoever finishes first resumes the continuation; the other is ignored.
-private final class DeadlineRace<T: Sendable>: Sendable {
-    private let state = Mutex<(continuation: CheckedContinuation<T, Never>?, done: Bool)>((nil, false))
-
-    func start(_ continuation: CheckedContinuation<T, Never>) {
-        state.withLock { $0.continuation = continuation }
-    }
-
-    func finish(_ value: T) {
-        let continuation: CheckedContinuation<T, Never>? = state.withLock { state in
-            guard !state.done, let continuation = state.continuation else { return nil }
-            state.done = true
-            state.continuation = nil
-            return continuation
-        }
-        continuation?.resume(returning: value)
-    }
+    (try? await withDeadline(seconds: seconds) { await body() }) ?? fallback
 }

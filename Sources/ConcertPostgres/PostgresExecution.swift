@@ -59,18 +59,24 @@ extension PostgresConcertStore {
         }
     }
 
-    /// Three tasks per operation, because two waits here must be abandonable, and a task group
-    /// would wait for its children instead:
-    /// - the lease: PostgresNIO 1.33.2 can miss a cancellation that arrives just as a lease is
-    ///   queued (it checks `Task.isCancelled`, then queues; a cancel in between finds nothing);
-    /// - the body: a query written as its connection closes can be lost by PostgresNIO, its
-    ///   continuation never resumed (seen in `OutageTests` about one run in ten: `SELECT 1` on a
-    ///   connection cut by a proxy, no socket left, waiting forever). A body that hangs holds its
-    ///   lease, and the pool's `run()` waits for every lease at shutdown, so the whole process
-    ///   could never stop either.
+    /// A workaround for two PostgresNIO 1.33.2 problems: three tasks per operation, because two
+    /// waits here must be abandonable, and a task group would wait for its children instead.
+    /// - The lease: PostgresNIO can miss a cancellation that arrives just as a lease is queued (it
+    ///   checks `Task.isCancelled`, then queues; a cancel in between finds nothing).
+    /// - The body: PostgresNIO can lose a query written while its connection closes; the query's
+    ///   continuation is then never resumed. A body that hangs holds its lease, and the pool's
+    ///   `run()` waits for every lease at shutdown, so without this the process could not stop.
     /// A watchdog gives the caller its answer within the limits and, when the body is lost or
     /// runs past `operationLimit`, closes the connection (PostgreSQL rolls back whatever was not
     /// committed) and hands the lease back; the lost task is left suspended.
+    ///
+    /// When it can go: once a PostgresNIO release resumes (with an error) every query whose
+    /// connection closes under it, and honours a cancellation that races the queueing of a lease,
+    /// and a loop of `OutageTests` (which cuts connections under running queries) shows no lost
+    /// query. Then the body can run inside `client.withConnection` itself, and the check for a
+    /// body lost on a closed connection, the stale-connection retry and the separate tasks go. The
+    /// bounded wait for a connection stays (it is how a database that is down answers 503 within
+    /// seconds), as a plain timeout.
     private func leaseWithinLimit<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         let client = self.client
         let health = self.health

@@ -60,78 +60,25 @@ public func buildApplication(
 /// rate limit, then authentication (and per-user rate limit) on everything under /v1 but the
 /// public concert reads.
 func buildRouter(_ deps: Dependencies, registry: PrometheusCollectorRegistry) -> Router<AppRequestContext> {
-    let operations = OperationsController(deps: deps, registry: registry)
-    let concerts = ConcertsController(deps: deps)
-    let queue = QueueController(deps: deps)
-    let schedules = SchedulesController(deps: deps)
-    let reservations = ReservationsController(deps: deps)
-    let points = PointsController(deps: deps)
-    let payments = PaymentsController(deps: deps)
-    let admin = AdminController(deps: deps)
-    let web = WebController(deps: deps)
-
-    typealias Handler = @Sendable (Request, AppRequestContext) async throws -> Response
-    var publicRoutes: [(String, HTTPRequest.Method, Handler)] = [
-        ("/", .get, web.index),
-        ("/assets/{name}", .get, web.asset),
-        ("/healthz", .get, operations.health),
-        ("/readyz", .get, operations.ready),
-        ("/metrics", .get, operations.metrics),
-        ("/openapi.yaml", .get, operations.openAPI),
-        ("/v1/concerts", .get, concerts.list),
-        ("/v1/concerts/{concertId}", .get, concerts.show),
-    ]
-    let userRoutes: [(String, HTTPRequest.Method, Handler)] = [
-        ("/v1/concerts/{concertId}/queue/tokens", .post, queue.join),
-        ("/v1/queue/tokens/current", .get, queue.current),
-        ("/v1/queue/tokens/current", .delete, queue.leave),
-        ("/v1/concerts/{concertId}/schedules", .get, schedules.list),
-        ("/v1/schedules/{scheduleId}/seats", .get, schedules.seats),
-        ("/v1/reservations", .post, reservations.hold),
-        ("/v1/reservations", .get, reservations.list),
-        ("/v1/reservations/{reservationId}", .get, reservations.show),
-        ("/v1/reservations/{reservationId}", .delete, reservations.cancel),
-        ("/v1/points", .get, points.balance),
-        ("/v1/points/charges", .post, points.charge),
-        ("/v1/points/history", .get, points.history),
-        ("/v1/payments", .post, payments.pay),
-        ("/v1/payments/{paymentId}", .get, payments.show),
-    ]
-    if deps.config.dev {
-        publicRoutes.append(("/dev/token", .post, web.devToken))
-    }
-    let adminRoutes: [(String, HTTPRequest.Method, Handler)] = [
-        ("/v1/admin/concerts", .post, admin.createConcert),
-        ("/v1/admin/concerts/{concertId}/stats", .get, admin.stats),
-        ("/v1/admin/concerts/{concertId}/schedules", .post, admin.createSchedule),
-    ]
-
-    var table = RouteTable()
-    for (path, method, _) in publicRoutes + userRoutes + adminRoutes { table.add(path, method) }
+    let routes = deps.routes(registry: registry)
 
     let router = Router(context: AppRequestContext.self)
     router.add(middleware: RequestIdMiddleware())
     // Metrics outside the problem mapping, so that they see the answer's real status (a 409 is
     // counted as 409, with its latency) rather than an error they would count as 500.
     router.add(middleware: MetricsMiddleware())
-    router.add(middleware: ProblemMiddleware(routes: table))
+    router.add(middleware: ProblemMiddleware(routes: routes.table))
     router.add(middleware: RateLimitMiddleware(scope: .address, limit: deps.config.rateLimitPerIP,
                                                limiter: deps.rateLimiter, clock: deps.clock,
                                                trustedProxies: deps.config.trustedProxies))
-    for (path, method, handler) in publicRoutes {
-        router.on(RouterPath(path), method: method) { request, context in try await handler(request, context) }
-    }
+    router.add(routes.open)
     let authenticated = router.group()
         .add(middleware: AuthMiddleware(authenticator: deps.authenticator))
         .add(middleware: RateLimitMiddleware(scope: .user, limit: deps.config.rateLimitPerUser,
                                              limiter: deps.rateLimiter, clock: deps.clock))
-    for (path, method, handler) in userRoutes {
-        authenticated.on(RouterPath(path), method: method) { request, context in try await handler(request, context) }
-    }
+    authenticated.add(routes.authenticated)
     let administrators = authenticated.group().add(middleware: AdminOnlyMiddleware())
-    for (path, method, handler) in adminRoutes {
-        administrators.on(RouterPath(path), method: method) { request, context in try await handler(request, context) }
-    }
+    administrators.add(routes.admin)
     return router
 }
 

@@ -1,9 +1,11 @@
 import ConcertDomain
 import ConcertStore
 import Hummingbird
+import Prometheus
 import SharedState
 
-/// Everything a route needs, built once by `buildApplication` and shared by all requests.
+/// What `buildRouter` hands out to the controllers, built once by `buildApplication` and shared
+/// by all requests. Each controller keeps only the parts it uses.
 struct Dependencies: Sendable {
     var store: any ConcertStore
     var waitingRoom: any WaitingRoom
@@ -13,9 +15,25 @@ struct Dependencies: Sendable {
     var clock: WallClock
     var config: AppConfig
 
-    var rules: BookingRules { config.rules }
-
     var queueGate: QueueGate { QueueGate(waitingRoom: waitingRoom, clock: clock) }
 
-    func cacheAside(_ context: AppRequestContext) -> CacheAside { CacheAside(cache: cache, logger: context.logger) }
+    /// Every endpoint, each controller holding only what it uses.
+    func routes(registry: PrometheusCollectorRegistry) -> Routes {
+        var routes = Routes()
+        let web = WebController(devTokens: config.dev ? authenticator : nil)
+        web.addRoutes(to: &routes)
+        OperationsController(store: store, waitingRoom: waitingRoom, registry: registry).addRoutes(to: &routes)
+        ConcertsController(store: store, cache: cache, clock: clock, cacheTTLMilliseconds: config.cacheTTLMilliseconds)
+            .addRoutes(to: &routes)
+        web.addDevRoutes(to: &routes)
+        QueueController(store: store, waitingRoom: waitingRoom, gate: queueGate, clock: clock).addRoutes(to: &routes)
+        SchedulesController(store: store, cache: cache, gate: queueGate, clock: clock,
+                            cacheTTLMilliseconds: config.scheduleCacheTTLMilliseconds).addRoutes(to: &routes)
+        ReservationsController(store: store, cache: cache, gate: queueGate, clock: clock, rules: config.rules)
+            .addRoutes(to: &routes)
+        PointsController(store: store, clock: clock, rules: config.rules).addRoutes(to: &routes)
+        PaymentsController(store: store, waitingRoom: waitingRoom, gate: queueGate, clock: clock).addRoutes(to: &routes)
+        AdminController(store: store, waitingRoom: waitingRoom, cache: cache, clock: clock).addRoutes(to: &routes)
+        return routes
+    }
 }

@@ -8,15 +8,15 @@ import Hummingbird
 /// transaction as the write itself (see `IdempotentCompletion`), so a crash can never leave a
 /// charge made but unrecorded. A failure changes nothing and frees the key for a corrected retry.
 struct Idempotency: Sendable {
-    let store: any ConcertStore
+    let store: any IdempotencyStore
     let clock: WallClock
     /// How long a claimed key answers 409 IDEMPOTENCY_KEY_IN_USE when its first request never
     /// finished: killed with its instance, or its release lost while the database restarted.
     /// It only decides how long a retry waits, never whether the work happens twice: the work
     /// commits only while its claim is still the key's (`complete` in each store checks
     /// `created_at = claimedAt` in the same transaction), so a retry that takes over an old
-    /// claim makes the first request roll back if it ever gets that far. At 60 s a payment cut off
-    /// by a fault could not be retried for a minute (FaultTests).
+    /// claim makes the first request roll back if it ever gets that far. Kept short so that a
+    /// payment cut off by a fault can be retried within seconds, not minutes.
     static let leaseMilliseconds: Int64 = 10_000
     static let retentionMilliseconds: Int64 = 24 * 3600 * 1000
 

@@ -67,9 +67,19 @@ enum JSONBody {
 extension Request {
     /// An id from the path; anything that is not a positive 64-bit integer names nothing, so the
     /// caller answers with its own "not found".
-    func pathId(_ name: String, context: AppRequestContext, orElse notFound: DomainError) throws -> Int64 {
+    func pathId(_ name: String, context: some RequestContext, orElse notFound: DomainError) throws -> Int64 {
         guard let text = context.parameters.get(name), let id = Int64(text), id > 0 else { throw notFound }
         return id
+    }
+
+    /// An optional integer query parameter: 400 when it is not an integer, 422 out of range.
+    func queryInteger(_ name: String, default value: Int64, range: ClosedRange<Int64>) throws(APIError) -> Int64 {
+        guard let text = uri.queryParameters[name[...]] else { return value }
+        guard let number = Int64(String(text)) else { throw .malformedRequest("'\(name)' must be an integer") }
+        guard range.contains(number) else {
+            throw .validationFailed("'\(name)' must be between \(range.lowerBound) and \(range.upperBound)")
+        }
+        return number
     }
 }
 

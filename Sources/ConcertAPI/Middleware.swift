@@ -132,28 +132,6 @@ struct RateLimitMiddleware: RouterMiddleware {
     }
 }
 
-/// The route patterns the service answers, by method, so that a known path asked with the
-/// wrong method gets 405 (the router itself only knows "no match").
-struct RouteTable: Sendable {
-    private var entries: [(segments: [String], method: String)] = []
-
-    mutating func add(_ path: String, _ method: HTTPRequest.Method) {
-        entries.append((path.split(separator: "/").map(String.init), method.rawValue))
-    }
-
-    func allowedMethods(path: String) -> [String] {
-        let parts = path.split(separator: "/", omittingEmptySubsequences: true)
-        var allowed: [String] = []
-        for entry in entries where entry.segments.count == parts.count {
-            let matches = zip(entry.segments, parts).allSatisfy { pattern, part in
-                pattern.hasPrefix("{") || pattern.hasPrefix(":") || pattern == part
-            }
-            if matches, !allowed.contains(entry.method) { allowed.append(entry.method) }
-        }
-        return allowed
-    }
-}
-
 extension HTTPField.Name {
     static let requestId = Self("Request-Id")!
     static let xForwardedFor = Self("X-Forwarded-For")!

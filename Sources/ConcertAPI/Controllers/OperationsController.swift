@@ -3,11 +3,20 @@ import ConcertStore
 import Foundation
 import Hummingbird
 import Prometheus
+import SharedState
 
 /// Health, readiness, metrics and the OpenAPI document.
 struct OperationsController {
-    let deps: Dependencies
+    let store: any ConcertStore
+    let waitingRoom: any WaitingRoom
     let registry: PrometheusCollectorRegistry
+
+    func addRoutes(to routes: inout Routes) {
+        routes.add(.get, "/healthz", .open, health)
+        routes.add(.get, "/readyz", .open, ready)
+        routes.add(.get, "/metrics", .open, metrics)
+        routes.add(.get, "/openapi.yaml", .open, openAPI)
+    }
 
     func health(_ request: Request, context: AppRequestContext) async throws -> Response {
         try JSONBody.response(["status": "ok"])
@@ -15,7 +24,7 @@ struct OperationsController {
 
     /// 200 when the database (and Redis, where configured) answer within 2 s each, else 503.
     func ready(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let store = deps.store, waitingRoom = deps.waitingRoom
+        let store = store, waitingRoom = waitingRoom
         let checks: [(String, @Sendable () async throws -> Void)] = [
             ("database", { try await store.ping() }),
             ("waitingRoom", { try await waitingRoom.ping() }),

@@ -4,7 +4,19 @@ import Hummingbird
 /// The web front end (static files kept as resources of the executable) and, in `--dev` only,
 /// a sign-in helper that issues tokens.
 struct WebController {
-    let deps: Dependencies
+    /// Signs the `--dev` sign-in helper's tokens; nil (the helper is not served) without `--dev`.
+    let devTokens: Authenticator?
+
+    func addRoutes(to routes: inout Routes) {
+        routes.add(.get, "/", .open, index)
+        routes.add(.get, "/assets/{name}", .open, asset)
+    }
+
+    /// `/dev/token`, registered only with `--dev`.
+    func addDevRoutes(to routes: inout Routes) {
+        guard devTokens != nil else { return }
+        routes.add(.post, "/dev/token", .open, devToken)
+    }
 
     /// Files under Resources/web, read once.
     static let files: [String: (bytes: [UInt8], contentType: String)] = {
@@ -58,7 +70,8 @@ struct WebController {
     func devToken(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(DevTokenRequest.self, from: request)
         guard body.userId > 0 else { throw APIError.validationFailed("userId must be a positive integer") }
-        let token = deps.authenticator.issue(userId: body.userId, admin: body.admin ?? false, ttlSeconds: 12 * 3600)
+        guard let devTokens else { throw APIError.routeNotFound }
+        let token = devTokens.issue(userId: body.userId, admin: body.admin ?? false, ttlSeconds: 12 * 3600)
         return try JSONBody.response(["token": token])
     }
 }

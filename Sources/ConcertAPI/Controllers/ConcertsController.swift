@@ -1,0 +1,42 @@
+import ConcertDomain
+import ConcertStore
+import Hummingbird
+import SharedState
+
+/// Public concert listing (cached) and a concert's details.
+struct ConcertsController {
+    let store: any CatalogStore
+    let cache: any ResponseCache
+    let clock: WallClock
+    /// Longest a cached page of the list is served.
+    let cacheTTLMilliseconds: Int64
+
+    func addRoutes(to routes: inout Routes) {
+        routes.add(.get, "/v1/concerts", .open, list)
+        routes.add(.get, "/v1/concerts/{concertId}", .open, show)
+    }
+
+    func list(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let limit = try request.queryInteger("limit", default: 100, range: 1...500)
+        let after = try request.queryInteger("after", default: 0, range: 0...Int64.max)
+        let now = clock.now()
+        let cache = CacheAside(cache: cache, logger: context.logger)
+        let body = try await cache.body(namespace: CacheAside.concertList, key: "\(after):\(limit)", now: now) {
+            let page = try await store.reservableConcerts(now: now, after: after == 0 ? nil : after, limit: Int(limit))
+            let body = try JSONBody.encode(ConcertListBody(concerts: page.concerts.map { ConcertBody($0, reservable: true) }))
+            // Never served past the next instant at which some concert enters or leaves the list.
+            var expiresAt = now.adding(milliseconds: cacheTTLMilliseconds)
+            if let changesAt = page.changesAt, changesAt < expiresAt { expiresAt = changesAt }
+            return (body, expiresAt)
+        }
+        return JSONBody.response(bytes: body, status: .ok)
+    }
+
+    func show(_ request: Request, context: AppRequestContext) async throws -> Response {
+        let id = try request.pathId("concertId", context: context, orElse: .concertNotFound)
+        guard let concert = try await store.concert(id: id) else { throw DomainError.concertNotFound }
+        let now = clock.now()
+        let reservable = concert.isBookingOpen(at: now) ? try await store.hasFutureSchedule(concertId: id, now: now) : false
+        return try JSONBody.response(ConcertBody(concert, reservable: reservable))
+    }
+}

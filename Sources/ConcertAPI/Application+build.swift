@@ -72,13 +72,20 @@ func buildRouter(_ deps: Dependencies, registry: PrometheusCollectorRegistry) ->
                                                limiter: deps.rateLimiter, clock: deps.clock,
                                                trustedProxies: deps.config.trustedProxies))
     router.add(routes.open)
+    // The per-user limit counts the verified user, so it comes after authentication and before
+    // any other check (a non-admin over the limit gets 429, not 403).
     let authenticated = router.group()
         .add(middleware: AuthMiddleware(authenticator: deps.authenticator))
         .add(middleware: RateLimitMiddleware(scope: .user, limit: deps.config.rateLimitPerUser,
                                              limiter: deps.rateLimiter, clock: deps.clock))
+        .group(context: AuthenticatedRequestContext.self)
     authenticated.add(routes.authenticated)
-    let administrators = authenticated.group().add(middleware: AdminOnlyMiddleware())
-    administrators.add(routes.admin)
+    authenticated.group()
+        .add(middleware: QueueTicketMiddleware(gate: deps.queueGate))
+        .group(context: TicketedRequestContext.self)
+        .add(routes.ticketed)
+    authenticated.group(context: AdminRequestContext.self)
+        .add(routes.admin)
     return router
 }
 

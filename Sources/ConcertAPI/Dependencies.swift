@@ -26,10 +26,10 @@ struct Dependencies: Sendable {
         ConcertsController(store: store, cache: cache, clock: clock, cacheTTLMilliseconds: config.cacheTTLMilliseconds)
             .addRoutes(to: &routes)
         web.addDevRoutes(to: &routes)
-        QueueController(store: store, waitingRoom: waitingRoom, gate: queueGate, clock: clock).addRoutes(to: &routes)
-        SchedulesController(store: store, cache: cache, gate: queueGate, clock: clock,
+        QueueController(store: store, waitingRoom: waitingRoom, clock: clock).addRoutes(to: &routes)
+        SchedulesController(store: store, cache: cache, clock: clock,
                             cacheTTLMilliseconds: config.scheduleCacheTTLMilliseconds).addRoutes(to: &routes)
-        ReservationsController(store: store, cache: cache, gate: queueGate, clock: clock, rules: config.rules)
+        ReservationsController(store: store, cache: cache, clock: clock, rules: config.rules)
             .addRoutes(to: &routes)
         PointsController(store: store, clock: clock, rules: config.rules).addRoutes(to: &routes)
         PaymentsController(store: store, waitingRoom: waitingRoom, gate: queueGate, clock: clock).addRoutes(to: &routes)

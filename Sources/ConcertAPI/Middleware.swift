@@ -73,12 +73,15 @@ struct AuthMiddleware: RouterMiddleware {
     }
 }
 
-/// Lets through only admin callers.
-struct AdminOnlyMiddleware: RouterMiddleware {
-    typealias Context = AppRequestContext
+/// The queue check in front of the queue-protected routes: the `Queue-Token` header, then the
+/// caller's live ticket for it, which `TicketedRequestContext` hands to the handler.
+struct QueueTicketMiddleware: RouterMiddleware {
+    typealias Context = AuthenticatedRequestContext
+    let gate: QueueGate
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard try context.caller().isAdmin else { throw APIError.forbidden }
+        var context = context
+        context.queueTicket = try await gate.ticket(QueueGate.token(in: request), caller: context.identity)
         return try await next(request, context)
     }
 }

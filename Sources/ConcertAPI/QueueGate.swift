@@ -4,6 +4,9 @@ import SharedState
 
 /// The check in front of every queue-protected ([Q]) endpoint: the caller must present an
 /// ACTIVE waiting-room token of their own, for the concert the request touches.
+/// `QueueTicketMiddleware` runs the first two steps for the routes whose handlers take a
+/// `TicketedRequestContext`, which runs the third; the payment runs all three itself, later in
+/// its order of checks.
 struct QueueGate: Sendable {
     let waitingRoom: any WaitingRoom
     let clock: WallClock

@@ -9,28 +9,35 @@ struct Route<Context: RequestContext>: Sendable {
     var handler: Handler
 }
 
-/// Every endpoint of the service, by the access it needs. Controllers add theirs
-/// (`addRoutes(to:)`); `buildRouter` registers each list in its group, and the 405 table is made
-/// from the same entries, so the two cannot drift apart.
+/// Every endpoint of the service, by the context its handler takes, which says what the request
+/// must have passed: nothing, authentication, the queue check, or the admin check. Controllers add
+/// theirs (`addRoutes(to:)`); `buildRouter` registers each list in its group, and the 405 table is
+/// made from the same entries, so the two cannot drift apart.
 struct Routes: Sendable {
-    /// No authentication.
     private(set) var open: [Route<AppRequestContext>] = []
-    /// A verified bearer JWT.
-    private(set) var authenticated: [Route<AppRequestContext>] = []
-    /// A verified bearer JWT with `role: "admin"`.
-    private(set) var admin: [Route<AppRequestContext>] = []
+    private(set) var authenticated: [Route<AuthenticatedRequestContext>] = []
+    private(set) var ticketed: [Route<TicketedRequestContext>] = []
+    private(set) var admin: [Route<AdminRequestContext>] = []
     /// Every pattern and method, in the order they were added.
     private(set) var table = RouteTable()
 
-    enum Access { case open, authenticated, admin }
+    mutating func add(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping Route<AppRequestContext>.Handler) {
+        open.append(Route(method: method, path: path, handler: handler))
+        table.add(path, method)
+    }
 
-    mutating func add(_ method: HTTPRequest.Method, _ path: String, _ access: Access, _ handler: @escaping Route<AppRequestContext>.Handler) {
-        let route = Route(method: method, path: path, handler: handler)
-        switch access {
-        case .open: open.append(route)
-        case .authenticated: authenticated.append(route)
-        case .admin: admin.append(route)
-        }
+    mutating func add(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping Route<AuthenticatedRequestContext>.Handler) {
+        authenticated.append(Route(method: method, path: path, handler: handler))
+        table.add(path, method)
+    }
+
+    mutating func add(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping Route<TicketedRequestContext>.Handler) {
+        ticketed.append(Route(method: method, path: path, handler: handler))
+        table.add(path, method)
+    }
+
+    mutating func add(_ method: HTTPRequest.Method, _ path: String, _ handler: @escaping Route<AdminRequestContext>.Handler) {
+        admin.append(Route(method: method, path: path, handler: handler))
         table.add(path, method)
     }
 }

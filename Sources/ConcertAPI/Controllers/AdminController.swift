@@ -25,12 +25,12 @@ struct AdminController {
     }
 
     func addRoutes(to routes: inout Routes) {
-        routes.add(.post, "/v1/admin/concerts", .admin, createConcert)
-        routes.add(.get, "/v1/admin/concerts/{concertId}/stats", .admin, stats)
-        routes.add(.post, "/v1/admin/concerts/{concertId}/schedules", .admin, createSchedule)
+        routes.add(.post, "/v1/admin/concerts", createConcert)
+        routes.add(.get, "/v1/admin/concerts/{concertId}/stats", stats)
+        routes.add(.post, "/v1/admin/concerts/{concertId}/schedules", createSchedule)
     }
 
-    func createConcert(_ request: Request, context: AppRequestContext) async throws -> Response {
+    func createConcert(_ request: Request, context: AdminRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(NewConcertBody.self, from: request)
         let new = try NewConcert(title: body.title, artist: body.artist, venue: body.venue,
                                  bookingOpensAt: body.bookingOpensAt.timestamp, bookingClosesAt: body.bookingClosesAt.timestamp).validated()
@@ -40,7 +40,7 @@ struct AdminController {
     }
 
     /// Operators' live view of one concert: its line and its seats.
-    func stats(_ request: Request, context: AppRequestContext) async throws -> Response {
+    func stats(_ request: Request, context: AdminRequestContext) async throws -> Response {
         let concertId = try request.pathId("concertId", context: context, orElse: .concertNotFound)
         guard try await store.concert(id: concertId) != nil else { throw DomainError.concertNotFound }
         let now = clock.now()
@@ -50,7 +50,7 @@ struct AdminController {
                                                       totalSeats: seats.total, seatsHeld: seats.held, seatsSold: seats.sold))
     }
 
-    func createSchedule(_ request: Request, context: AppRequestContext) async throws -> Response {
+    func createSchedule(_ request: Request, context: AdminRequestContext) async throws -> Response {
         let concertId = try request.pathId("concertId", context: context, orElse: .concertNotFound)
         let body = try await JSONBody.decode(NewScheduleBody.self, from: request)
         let new = try NewSchedule(concertId: concertId, startsAt: body.startsAt.timestamp, price: body.price,

@@ -12,8 +12,8 @@ struct ConcertsController {
     let cacheTTLMilliseconds: Int64
 
     func addRoutes(to routes: inout Routes) {
-        routes.add(.get, "/v1/concerts", .open, list)
-        routes.add(.get, "/v1/concerts/{concertId}", .open, show)
+        routes.add(.get, "/v1/concerts", list)
+        routes.add(.get, "/v1/concerts/{concertId}", show)
     }
 
     func list(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -12,10 +12,10 @@ struct OperationsController {
     let registry: PrometheusCollectorRegistry
 
     func addRoutes(to routes: inout Routes) {
-        routes.add(.get, "/healthz", .open, health)
-        routes.add(.get, "/readyz", .open, ready)
-        routes.add(.get, "/metrics", .open, metrics)
-        routes.add(.get, "/openapi.yaml", .open, openAPI)
+        routes.add(.get, "/healthz", health)
+        routes.add(.get, "/readyz", ready)
+        routes.add(.get, "/metrics", metrics)
+        routes.add(.get, "/openapi.yaml", openAPI)
     }
 
     func health(_ request: Request, context: AppRequestContext) async throws -> Response {

@@ -7,17 +7,16 @@ import SharedState
 struct QueueController {
     let store: any CatalogStore
     let waitingRoom: any WaitingRoom
-    let gate: QueueGate
     let clock: WallClock
 
     func addRoutes(to routes: inout Routes) {
-        routes.add(.post, "/v1/concerts/{concertId}/queue/tokens", .authenticated, join)
-        routes.add(.get, "/v1/queue/tokens/current", .authenticated, current)
-        routes.add(.delete, "/v1/queue/tokens/current", .authenticated, leave)
+        routes.add(.post, "/v1/concerts/{concertId}/queue/tokens", join)
+        routes.add(.get, "/v1/queue/tokens/current", current)
+        routes.add(.delete, "/v1/queue/tokens/current", leave)
     }
 
-    func join(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try context.caller()
+    func join(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
+        let caller = context.identity
         let concertId = try request.pathId("concertId", context: context, orElse: .concertNotFound)
         guard let concert = try await store.concert(id: concertId) else { throw DomainError.concertNotFound }
         let now = clock.now()
@@ -26,14 +25,12 @@ struct QueueController {
         return try JSONBody.response(QueueTicketBody(ticket: ticket), status: created ? .created : .ok)
     }
 
-    func current(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let ticket = try await gate.ticket(QueueGate.token(in: request), caller: context.caller())
-        return try JSONBody.response(QueueTicketBody(ticket: ticket))
+    func current(_ request: Request, context: TicketedRequestContext) async throws -> Response {
+        try JSONBody.response(QueueTicketBody(ticket: context.ticket))
     }
 
-    func leave(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let ticket = try await gate.ticket(QueueGate.token(in: request), caller: context.caller())
-        try await waitingRoom.end(token: ticket.token, now: clock.now())
+    func leave(_ request: Request, context: TicketedRequestContext) async throws -> Response {
+        try await waitingRoom.end(token: context.ticket.token, now: clock.now())
         return Response(status: .noContent)
     }
 }

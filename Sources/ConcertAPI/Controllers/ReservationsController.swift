@@ -7,7 +7,6 @@ import SharedState
 struct ReservationsController {
     let store: any CatalogStore & ReservationStore
     let cache: any ResponseCache
-    let gate: QueueGate
     let clock: WallClock
     let rules: BookingRules
 
@@ -17,20 +16,18 @@ struct ReservationsController {
     }
 
     func addRoutes(to routes: inout Routes) {
-        routes.add(.post, "/v1/reservations", .authenticated, hold)
-        routes.add(.get, "/v1/reservations", .authenticated, list)
-        routes.add(.get, "/v1/reservations/{reservationId}", .authenticated, show)
-        routes.add(.delete, "/v1/reservations/{reservationId}", .authenticated, cancel)
+        routes.add(.post, "/v1/reservations", hold)
+        routes.add(.get, "/v1/reservations", list)
+        routes.add(.get, "/v1/reservations/{reservationId}", show)
+        routes.add(.delete, "/v1/reservations/{reservationId}", cancel)
     }
 
-    func hold(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try context.caller()
-        let token = try QueueGate.token(in: request)
-        let ticket = try await gate.ticket(token, caller: caller)
+    func hold(_ request: Request, context: TicketedRequestContext) async throws -> Response {
+        let caller = context.identity
         let body = try await JSONBody.decode(HoldRequestBody.self, from: request)
         guard body.scheduleId > 0 else { throw DomainError.scheduleNotFound }
         guard let schedule = try await store.schedule(id: body.scheduleId) else { throw DomainError.scheduleNotFound }
-        try QueueGate.admit(ticket, concertId: schedule.concertId)
+        try context.admit(concertId: schedule.concertId)
         guard schedule.contains(seat: body.seatNumber) else {
             throw DomainError.seatOutOfRange(seat: body.seatNumber, totalSeats: schedule.totalSeats)
         }
@@ -43,15 +40,15 @@ struct ReservationsController {
         return try JSONBody.response(ReservationBody(reservation, now: now), status: .created)
     }
 
-    func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try context.caller()
+    func list(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
+        let caller = context.identity
         let now = clock.now()
         let reservations = try await store.reservations(userId: caller.userId)
         return try JSONBody.response(ReservationListBody(reservations: reservations.map { ReservationBody($0, now: now) }))
     }
 
-    func show(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try context.caller()
+    func show(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
+        let caller = context.identity
         let id = try request.pathId("reservationId", context: context, orElse: .reservationNotFound)
         guard let reservation = try await store.reservation(id: id, userId: caller.userId) else {
             throw DomainError.reservationNotFound
@@ -59,8 +56,8 @@ struct ReservationsController {
         return try JSONBody.response(ReservationBody(reservation, now: clock.now()))
     }
 
-    func cancel(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try context.caller()
+    func cancel(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
+        let caller = context.identity
         let id = try request.pathId("reservationId", context: context, orElse: .reservationNotFound)
         let cancelled = try await store.cancel(reservationId: id, userId: caller.userId, now: clock.now())
         await CacheAside(cache: cache, logger: context.logger).invalidate(CacheAside.schedules(of: cancelled.concertId))

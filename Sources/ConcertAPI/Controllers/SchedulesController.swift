@@ -7,23 +7,19 @@ import SharedState
 struct SchedulesController {
     let store: any CatalogStore
     let cache: any ResponseCache
-    let gate: QueueGate
     let clock: WallClock
     /// Longest a cached schedule list is served.
     let cacheTTLMilliseconds: Int64
 
     func addRoutes(to routes: inout Routes) {
-        routes.add(.get, "/v1/concerts/{concertId}/schedules", .authenticated, list)
-        routes.add(.get, "/v1/schedules/{scheduleId}/seats", .authenticated, seats)
+        routes.add(.get, "/v1/concerts/{concertId}/schedules", list)
+        routes.add(.get, "/v1/schedules/{scheduleId}/seats", seats)
     }
 
-    func list(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try context.caller()
-        let token = try QueueGate.token(in: request)
-        let ticket = try await gate.ticket(token, caller: caller)
+    func list(_ request: Request, context: TicketedRequestContext) async throws -> Response {
         let concertId = try request.pathId("concertId", context: context, orElse: .concertNotFound)
         guard let concert = try await store.concert(id: concertId) else { throw DomainError.concertNotFound }
-        try QueueGate.admit(ticket, concertId: concertId)
+        try context.admit(concertId: concertId)
         let now = clock.now()
         guard concert.isBookingOpen(at: now) else { throw DomainError.concertNotReservable }
         // Availability may be shown up to `cacheTTLMilliseconds` old when holds run out by
@@ -39,13 +35,10 @@ struct SchedulesController {
         return JSONBody.response(bytes: body, status: .ok)
     }
 
-    func seats(_ request: Request, context: AppRequestContext) async throws -> Response {
-        let caller = try context.caller()
-        let token = try QueueGate.token(in: request)
-        let ticket = try await gate.ticket(token, caller: caller)
+    func seats(_ request: Request, context: TicketedRequestContext) async throws -> Response {
         let scheduleId = try request.pathId("scheduleId", context: context, orElse: .scheduleNotFound)
         guard let schedule = try await store.schedule(id: scheduleId) else { throw DomainError.scheduleNotFound }
-        try QueueGate.admit(ticket, concertId: schedule.concertId)
+        try context.admit(concertId: schedule.concertId)
         guard let seats = try await store.seatMap(scheduleId: scheduleId, now: clock.now()) else {
             throw DomainError.scheduleNotFound
         }

@@ -8,14 +8,14 @@ struct WebController {
     let devTokens: Authenticator?
 
     func addRoutes(to routes: inout Routes) {
-        routes.add(.get, "/", .open, index)
-        routes.add(.get, "/assets/{name}", .open, asset)
+        routes.add(.get, "/", index)
+        routes.add(.get, "/assets/{name}", asset)
     }
 
     /// `/dev/token`, registered only with `--dev`.
     func addDevRoutes(to routes: inout Routes) {
         guard devTokens != nil else { return }
-        routes.add(.post, "/dev/token", .open, devToken)
+        routes.add(.post, "/dev/token", devToken)
     }
 
     /// Files under Resources/web, read once.

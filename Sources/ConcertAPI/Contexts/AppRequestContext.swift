@@ -7,7 +7,9 @@ public struct Identity: Sendable, Equatable {
     public var isAdmin: Bool
 }
 
-/// Per-request state: the request id every response echoes, and the caller once authenticated.
+/// Per-request state: the request id every response echoes, and the caller once `AuthMiddleware`
+/// has verified one. Handlers behind authentication take an `AuthenticatedRequestContext`
+/// instead, where the caller is never missing.
 public struct AppRequestContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public var requestId = ""
@@ -21,10 +23,4 @@ public struct AppRequestContext: RequestContext {
 
     /// Bodies are read by `JSONBody`, which enforces the contract's 64 KiB itself.
     public var maxUploadSize: Int { JSONBody.maxBytes }
-
-    /// The caller; routes behind `AuthMiddleware` always have one.
-    public func caller() throws(APIError) -> Identity {
-        guard let identity else { throw .unauthenticated("missing bearer token") }
-        return identity
-    }
 }

@@ -38,18 +38,11 @@ struct MultiInstanceTests {
     }
 
     func token(_ user: Int, admin: Bool = false) async throws -> String {
-        try await ConcertService.token(secret: testSecret, userId: Int64(user), admin: admin, ttlSeconds: 600)
+        try await testToken(user: Int64(user), admin: admin)
     }
 
     func openConcert(on server: ConcertdProcess, seats: Int, price: Int) async throws -> (concertId: Int, scheduleId: Int) {
-        let admin = try await token(1, admin: true)
-        let concert = try await server.request("POST", "v1/admin/concerts", token: admin, body: """
-            {"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "2020-01-01T00:00:00Z", "bookingClosesAt": "2099-01-01T00:00:00Z"}
-            """)
-        let concertId = try #require(concert.json["id"] as? Int)
-        let schedule = try await server.request("POST", "v1/admin/concerts/\(concertId)/schedules", token: admin,
-                                                body: #"{"startsAt": "2098-01-01T00:00:00Z", "price": \#(price), "seatCount": \#(seats)}"#)
-        return (concertId, try #require(schedule.json["id"] as? Int))
+        try await createOpenConcert(through: server.baseURL, seats: seats, price: price)
     }
 
     @Test(.enabled(if: serversAreConfigured)) func holdsAndPaymentsThroughThreeInstancesNeverDoubleBookOrDoubleCharge() async throws {

@@ -80,8 +80,9 @@ public struct TestDatabase: Sendable {
     }
 }
 
-/// Releases many tasks at once: each waits at the gate, and `open` lets them all go only once
-/// every one of them is waiting, so the operations really overlap.
+/// Releases many tasks at once, so the operations really overlap: each waits at the gate, and
+/// all go together once `count` of them are waiting, either by themselves
+/// (`StartGate(opensWhenArrived:)`) or when `open(whenArrived:)` says so.
 public final class StartGate: Sendable {
     private struct State {
         var isOpen = false
@@ -89,18 +90,25 @@ public final class StartGate: Sendable {
         var waiting: [CheckedContinuation<Void, Never>] = []
     }
     private let state = Mutex(State())
+    private let opensWhenArrived: Int?
 
-    public init() {}
+    public init() { opensWhenArrived = nil }
+
+    /// A gate that the `count`-th arrival opens.
+    public init(opensWhenArrived count: Int) { opensWhenArrived = count }
 
     public func wait() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { state in
+            let release: [CheckedContinuation<Void, Never>] = state.withLock { state in
                 state.arrived += 1
-                if state.isOpen { return true }
+                if state.isOpen { return [continuation] }
                 state.waiting.append(continuation)
-                return false
+                guard let count = opensWhenArrived, state.arrived >= count else { return [] }
+                state.isOpen = true
+                defer { state.waiting = [] }
+                return state.waiting
             }
-            if resumeNow { continuation.resume() }
+            for waiter in release { waiter.resume() }
         }
     }
 
@@ -114,7 +122,6 @@ public final class StartGate: Sendable {
         for continuation in waiting { continuation.resume() }
     }
 }
-
 
 extension TestDatabase {
     /// The first column of the first row of `sql`, run on this database, as an integer.

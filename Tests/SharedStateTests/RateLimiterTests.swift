@@ -1,5 +1,6 @@
 import ConcertDomain
 import ConcertRedis
+import ConcertTestSupport
 import SharedState
 import Testing
 
@@ -48,11 +49,11 @@ struct RateLimiterTests {
     @Test(arguments: rateLimiterImplementations)
     func concurrentRequestsShareOneBucket(_ implementation: Implementation<any RateLimiter>) async throws {
         try await implementation.with { limiter async throws in
-            let gate = StartingGate(expected: 50)
+            let gate = StartGate(opensWhenArrived: 50)
             let allowed = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for _ in 0..<50 {
                     group.addTask {
-                        await gate.arriveAndWait()
+                        await gate.wait()
                         return try await limiter.acquire(key: "busy", limit: 10, now: t0) == nil
                     }
                 }

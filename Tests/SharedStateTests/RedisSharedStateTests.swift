@@ -21,11 +21,11 @@ struct RedisSharedStateTests {
         let instanceB = RedisWaitingRoom(pool: poolB, policy: policy, keyPrefix: prefix)
         let instances = [instanceA, instanceB]
 
-        let gate = StartingGate(expected: 100)
+        let gate = StartGate(opensWhenArrived: 100)
         let tickets = try await withThrowingTaskGroup(of: QueueTicket.self) { group in
             for user in Int64(1)...100 {
                 group.addTask {
-                    await gate.arriveAndWait()
+                    await gate.wait()
                     return try await instances[Int(user % 2)].join(userId: user, concertId: 4, now: t0).ticket
                 }
             }

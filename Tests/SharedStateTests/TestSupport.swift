@@ -80,25 +80,3 @@ struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
         return implementations
     }
 }
-
-/// Holds many tasks until all have arrived, then lets them go at once.
-actor StartingGate {
-    private let expected: Int
-    private var waiting: [CheckedContinuation<Void, Never>] = []
-    private var open = false
-
-    init(expected: Int) { self.expected = expected }
-
-    func arriveAndWait() async {
-        if open { return }
-        await withCheckedContinuation { continuation in
-            waiting.append(continuation)
-            if waiting.count == expected {
-                open = true
-                for waiter in waiting { waiter.resume() }
-                waiting.removeAll()
-            }
-        }
-    }
-}
-

@@ -1,5 +1,6 @@
 import ConcertDomain
 import ConcertRedis
+import ConcertTestSupport
 import SharedState
 import Synchronization
 import Testing
@@ -257,11 +258,11 @@ struct WaitingRoomTests {
     func concurrentJoinsAdmitExactlyUpToTheCap(_ implementation: Implementation<WaitingRoomMaker>) async throws {
         try await implementation.with { make async throws in
             let room = make(QueuePolicy(maxActive: 10, activeSeconds: 600, idleSeconds: 60))
-            let gate = StartingGate(expected: 200)
+            let gate = StartGate(opensWhenArrived: 200)
             let joins = try await withThrowingTaskGroup(of: (ticket: QueueTicket, created: Bool).self) { group in
                 for user in Int64(1)...200 {
                     group.addTask {
-                        await gate.arriveAndWait()
+                        await gate.wait()
                         return try await room.join(userId: user, concertId: 5, now: t0)
                     }
                 }

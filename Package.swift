@@ -57,12 +57,11 @@ let package = Package(
             dependencies: ["ConcertDomain", "SharedState", "RESPClient"]
         ),
 
-        // HTTP layer: routes, auth, errors, wiring.
+        // HTTP layer: routes, auth, errors. It sees storage and shared state as protocols only.
         .target(
             name: "ConcertAPI",
             dependencies: [
-                "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres", "SharedState",
-                "ConcertRedis",
+                "ConcertDomain", "ConcertStore", "SharedState",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -73,10 +72,22 @@ let package = Package(
             ],
             resources: [.copy("Resources/openapi.yaml"), .copy("Resources/web")]
         ),
+        // The composition root: chooses the engines from the configuration and builds the
+        // application on them; the commands that need a store (serve, migrate, verify).
+        .target(
+            name: "ConcertServer",
+            dependencies: [
+                "ConcertAPI", "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres", "SharedState",
+                "ConcertRedis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "concertd",
             dependencies: [
-                "ConcertAPI",
+                "ConcertAPI", "ConcertServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -112,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "ConcertAPITests",
             dependencies: [
-                "ConcertAPI", "ConcertDomain", "ConcertStore", "ConcertTestSupport", "RESPClient",
+                "ConcertAPI", "ConcertServer", "ConcertDomain", "ConcertStore", "ConcertTestSupport", "RESPClient",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),

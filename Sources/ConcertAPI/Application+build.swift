@@ -1,5 +1,4 @@
 import ConcertDomain
-import ConcertSQLite
 import ConcertStore
 import Hummingbird
 import Logging
@@ -8,18 +7,20 @@ import Prometheus
 import ServiceLifecycle
 import SharedState
 
-/// The one wiring point: builds the storage, waiting room and cache that `config` names, the
-/// router, and the background services, and returns the application. Tests call it too.
+/// The HTTP application on the storage and shared state that `backend` makes: the router, the
+/// background services, migration and demo data at start. `ConcertServer.buildApplication`
+/// chooses the engines; tests call that one.
 public func buildApplication(
     config: AppConfig,
     clock: WallClock = .system,
     logger: Logger,
-    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+    backend makeBackend: (AppConfig, Logger) async throws -> Backend
 ) async throws -> some ApplicationProtocol {
     guard let secret = config.effectiveJWTSecret else {
         throw ConfigError("CONCERT_JWT_SECRET is not set: set it, or run with --dev for a development secret")
     }
-    let backend = try await Backend.make(config: config, logger: logger)
+    let backend = try await makeBackend(config, logger)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
         authenticator: Authenticator(secret: secret, clock: clock, maxLifetimeSeconds: config.maxTokenLifetimeSeconds),
@@ -39,15 +40,10 @@ public func buildApplication(
     )
     let demo = config.demo
     let dev = config.dev
-    let postgresAlone = config.redisURL == nil && !config.databaseURL.hasPrefix("sqlite:")
+    let warnings = backend.startupWarnings
     app.beforeServerStarts {
         try await backend.store.migrate()
-        if postgresAlone {
-            logger.warning("""
-                PostgreSQL without CONCERT_REDIS_URL: the waiting room is this process's own. Run one instance, \
-                or set CONCERT_REDIS_URL so that every instance shares one line per concert.
-                """)
-        }
+        for warning in warnings { logger.warning("\(warning)") }
         if demo || dev, try await backend.store.isEmpty() {
             try await DemoData.seed(into: backend.store, now: clock.now())
             logger.info("filled the empty database with demo concerts")

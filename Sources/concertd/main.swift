@@ -1,9 +1,10 @@
 import ArgumentParser
 import ConcertAPI
+import ConcertServer
 import Foundation
 import Logging
 
-/// `concertd`: the concert reservation service. All the work is in ConcertAPI.
+/// `concertd`: the concert reservation service. The work is in ConcertServer (wiring) and ConcertAPI (HTTP).
 @main
 struct Concertd: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,6 @@
 import ConcertAPI
 import ConcertDomain
+import ConcertServer
 import ConcertTestSupport
 import Foundation
 #if canImport(FoundationNetworking)

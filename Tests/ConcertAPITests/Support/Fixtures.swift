@@ -1,4 +1,5 @@
 import ConcertAPI
+import ConcertServer
 import Foundation
 import Testing
 

@@ -1,3 +1,4 @@
+import ConcertAPI
 import ConcertDomain
 import ConcertStore
 import Hummingbird

@@ -58,7 +58,7 @@ struct WebController {
     func devToken(_ request: Request, context: AppRequestContext) async throws -> Response {
         let body = try await JSONBody.decode(DevTokenRequest.self, from: request)
         guard body.userId > 0 else { throw APIError.validationFailed("userId must be a positive integer") }
-        let token = deps.authenticator.issue(userId: body.userId, admin: body.admin ?? false, ttlSeconds: 12 * 3600)
+        let token = try await deps.authenticator.issue(userId: body.userId, admin: body.admin ?? false, ttlSeconds: 12 * 3600)
         return try JSONBody.response(["token": token])
     }
 }

@@ -19,7 +19,7 @@ final class ManualClock: Sendable {
     func advance(milliseconds: Int64) { current.withLock { $0 = $0.adding(milliseconds: milliseconds) } }
 }
 
-let testSecret = "test-secret-0123456789"
+let testSecret = "test-secret-0123456789-abcdefghij"
 
 /// A decoded response: status, headers and JSON body.
 struct Reply: Sendable {

@@ -6,8 +6,8 @@
 #                             # CONCERT_TEST_POSTGRES_URL and CONCERT_TEST_REDIS_URL
 #   services_stop             # stops both and removes their data
 #
-# PostgreSQL runs as the `postgres` user from a cluster made with initdb in a fresh directory;
-# Redis runs with no persistence. Nothing listens on anything but 127.0.0.1.
+# PostgreSQL runs as the `postgres` user from a cluster made with initdb in a fresh directory
+# (without fsync unless SERVICES_PG_DURABLE=1); Redis runs with no persistence. Nothing listens on anything but 127.0.0.1.
 
 services_install() {
   local missing=()
@@ -28,6 +28,17 @@ services_free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# Tests run PostgreSQL without flushing to disk (fast, and nothing there must outlive a crash);
+# SERVICES_PG_DURABLE=1 (bench/run) keeps fsync, synchronous_commit and full-page writes on, as a
+# real deployment runs, so that an acknowledged sale would survive a crash.
+services_pg_durability() {
+  if [ "${SERVICES_PG_DURABLE:-0}" = 1 ]; then
+    echo "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+  else
+    echo "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  fi
+}
+
 services_start_postgres() {
   local bin; bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   SERVICES_PG_DIR=$(mktemp -d /tmp/concertd-pg.XXXXXX)
@@ -35,7 +46,7 @@ services_start_postgres() {
   local as=""; [ "$(id -u)" -eq 0 ] && { chown postgres "$SERVICES_PG_DIR"; as="runuser -u postgres --"; }
   $as "$bin/initdb" -D "$SERVICES_PG_DIR/data" -U postgres --auth=trust -E UTF8 >/dev/null
   $as "$bin/pg_ctl" -D "$SERVICES_PG_DIR/data" -l "$SERVICES_PG_DIR/log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $SERVICES_PG_PORT -k $SERVICES_PG_DIR -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $SERVICES_PG_PORT -k $SERVICES_PG_DIR -c max_connections=300 $(services_pg_durability)" start >/dev/null
   SERVICES_PG_BIN=$bin
   export CONCERT_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$SERVICES_PG_PORT/postgres"
   echo "services: PostgreSQL on 127.0.0.1:$SERVICES_PG_PORT" >&2

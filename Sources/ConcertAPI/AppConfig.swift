@@ -29,6 +29,8 @@ public struct AppConfig: Sendable {
     public var queueSweepMilliseconds: Int64 = 250
     /// Longest lifetime accepted for a JWT (`exp - now`); 0 means no limit.
     public var maxTokenLifetimeSeconds: Int64 = 0
+    /// A JSON Web Key Set file of public keys whose RS256/ES256/EdDSA tokens are accepted too.
+    public var jwksFile: String?
 
     /// The secret `--dev` uses when none is set, so `concertd token` works out of the box.
     public static let devJWTSecret = "concertd-dev-secret-not-for-production"
@@ -60,7 +62,13 @@ extension AppConfig {
         if let url = environment["CONCERT_DATABASE_URL"], !url.isEmpty { config.databaseURL = url }
         if let url = environment["CONCERT_REDIS_URL"], !url.isEmpty { config.redisURL = url }
         if let prefix = environment["CONCERT_REDIS_KEY_PREFIX"], !prefix.isEmpty { config.redisKeyPrefix = prefix }
-        if let secret = environment["CONCERT_JWT_SECRET"], !secret.isEmpty { config.jwtSecret = secret }
+        if let secret = environment["CONCERT_JWT_SECRET"], !secret.isEmpty {
+            guard secret.utf8.count >= Authenticator.minimumSecretBytes else {
+                throw ConfigError("CONCERT_JWT_SECRET must be at least \(Authenticator.minimumSecretBytes) bytes, got \(secret.utf8.count)")
+            }
+            config.jwtSecret = secret
+        }
+        if let path = environment["CONCERT_JWT_JWKS_FILE"], !path.isEmpty { config.jwksFile = path }
         if let value = try int("CONCERT_HOLD_SECONDS", 1...86_400) { config.rules.holdMilliseconds = value * 1000 }
         if let value = try int("CONCERT_QUEUE_MAX_ACTIVE", 1...1_000_000) { config.queue.maxActive = Int(value) }
         if let value = try int("CONCERT_QUEUE_ACTIVE_SECONDS", 1...86_400) { config.queue.activeMilliseconds = value * 1000 }

@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 import SharedState
 
 /// The HTTP application on the storage and shared state that `backend` makes: the router, the
@@ -20,21 +21,29 @@ public func buildApplication(
     guard let secret = config.effectiveJWTSecret else {
         throw ConfigError("CONCERT_JWT_SECRET is not set: set it, or run with --dev for a development secret")
     }
+    let authenticator = try await Authenticator(secret: secret, clock: clock, maxLifetimeSeconds: config.maxTokenLifetimeSeconds,
+                                                jwksFile: config.jwksFile)
+    // SIGHUP is trapped before the server listens, so an early one reloads instead of killing the process.
+    var reloader: KeySetReloader?
+    if config.jwksFile != nil {
+        reloader = KeySetReloader(authenticator: authenticator, signals: await UnixSignalsSequence(trapping: .sighup), logger: logger)
+    }
     let backend = try await makeBackend(config, logger)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
-        authenticator: Authenticator(secret: secret, clock: clock, maxLifetimeSeconds: config.maxTokenLifetimeSeconds),
-        clock: clock, config: config)
+        authenticator: authenticator, clock: clock, config: config)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
+    var services: [any Service] = backend.services + [
+        QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,
+                     intervalMilliseconds: config.queueSweepMilliseconds, logger: logger),
+        IdempotencyKeyJanitor(store: backend.store, clock: clock, logger: logger),
+    ]
+    if let reloader { services.append(reloader) }
     var app = Application(
         router: router,
         server: config.connectionLimits.serverBuilder(),
         configuration: .init(address: .hostname(config.host, port: config.port), serverName: "concertd"),
-        services: backend.services + [
-            QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,
-                         intervalMilliseconds: config.queueSweepMilliseconds, logger: logger),
-            IdempotencyKeyJanitor(store: backend.store, clock: clock, logger: logger),
-        ],
+        services: services,
         onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? config.port) },
         logger: logger
     )
@@ -123,6 +132,20 @@ struct IdempotencyKeyJanitor: Service {
                 }
                 try? await Task.sleep(for: .seconds(Self.intervalSeconds))
             }
+        }
+    }
+}
+
+/// Reads `CONCERT_JWT_JWKS_FILE` again on each SIGHUP (key rotation without a restart). Requests
+/// in flight keep the key set they started with; a file that fails to load leaves the old keys.
+struct KeySetReloader: Service {
+    let authenticator: Authenticator
+    let signals: UnixSignalsSequence
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in signals.cancelOnGracefulShutdown() {
+            await authenticator.reloadKeySet(logger: logger)
         }
     }
 }

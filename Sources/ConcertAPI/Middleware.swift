@@ -68,7 +68,7 @@ struct AuthMiddleware: RouterMiddleware {
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        context.identity = try authenticator.identity(authorization: request.headers[.authorization])
+        context.identity = try await authenticator.identity(authorization: request.headers[.authorization])
         return try await next(request, context)
     }
 }

@@ -14,6 +14,12 @@ public struct BookingRules: Sendable, Equatable {
 }
 
 /// Seat-hold rules: when a reservation is live, and what may be held.
+///
+/// Two homes, one meaning: the SQLite store calls these functions inside its transactions; the
+/// PostgreSQL store, which makes every write one round trip, applies `effectiveStatus`,
+/// `checkPayable` and the hold limit inside its SQL functions (`PostgresWriteFunctions`, which
+/// list what each one decides) and calls `checkReservable` before the call. The shared store
+/// suite (`StoreContractTests`) runs every rule against both engines.
 public enum HoldPolicy {
     public static func effectiveStatus(stored: ReservationStatus, heldUntil: Timestamp, now: Timestamp) -> ReservationStatus {
         if stored == .held && heldUntil <= now { return .expired }
@@ -40,6 +46,9 @@ public enum HoldPolicy {
 }
 
 /// Wallet rules: what a charge may be, and whether a balance covers a price.
+///
+/// The PostgreSQL store checks the balance side of both inside its SQL functions (a conditional
+/// update) and calls these to name the refusal; see `HoldPolicy` for the two homes.
 public enum WalletPolicy {
     public static func checkCharge(amount: Int64, balance: Int64, rules: BookingRules) throws(DomainError) {
         guard amount > 0 else { throw .invalidAmount("amount must be greater than 0") }

@@ -1,5 +1,6 @@
 import ConcertDomain
 import ConcertStore
+import Synchronization
 import Logging
 import PostgresNIO
 
@@ -26,11 +27,18 @@ public struct PostgresStoreOptions: Sendable {
     /// server (`statement_timeout` 10 s, `lock_timeout` 5 s); this catches what they cannot: a
     /// query PostgresNIO lost on a closing connection.
     public var operationLimit: Duration
+    /// Most holds sent to PostgreSQL in one call (see `WriteBatcher`).
+    public var holdBatchSize: Int
+    /// Most hold calls running at once; holds that arrive meanwhile wait and go together.
+    public var holdBatchConcurrency: Int
 
     public init(maximumConnections: Int = 20, connectTimeout: Duration = .seconds(2),
                 connectionWaitLimit: Duration = .seconds(3), busyWaitLimit: Duration = .seconds(30),
-                transactionAttempts: Int = 3, operationLimit: Duration = .seconds(30)) {
+                transactionAttempts: Int = 3, operationLimit: Duration = .seconds(30),
+                holdBatchSize: Int = 64, holdBatchConcurrency: Int = 4) {
         self.operationLimit = operationLimit
+        self.holdBatchSize = holdBatchSize
+        self.holdBatchConcurrency = holdBatchConcurrency
         self.maximumConnections = maximumConnections
         self.connectTimeout = connectTimeout
         self.connectionWaitLimit = connectionWaitLimit
@@ -47,6 +55,10 @@ public struct PostgresStoreOptions: Sendable {
 /// unique indexes (one live reservation per seat, one payment per reservation, one
 /// idempotency row per key). Times are BIGINT milliseconds since the epoch, as in SQLite.
 ///
+/// The writes (hold, cancel, charge, pay, and a first claim of an idempotency key) are one round
+/// trip each: a call of a function of `PostgresWriteFunctions`, or one statement. Holds that
+/// arrive together share one call (`WriteBatcher`).
+///
 /// The pool does nothing until `run()` runs: start it in a task (or a service group) for as
 /// long as the store is used.
 public final class PostgresConcertStore: ConcertStore {
@@ -55,6 +67,12 @@ public final class PostgresConcertStore: ConcertStore {
     let options: PostgresStoreOptions
     let health = ConnectionHealth()
     public let url: PostgresURL
+    /// Schedules with their concerts, by schedule id. Neither is ever changed or deleted once
+    /// written, so an entry never goes stale; a hold checks the booking window from here
+    /// without a round trip.
+    private let scheduleFacts = Mutex<[Int64: ScheduleFacts]>([:])
+    private static let scheduleFactsLimit = 10_000
+    private let holdBatcher: WriteBatcher<HoldItem, HoldOutcome>
 
     /// `url` is `postgres://user[:password]@host[:port]/database`; see `PostgresURL`.
     public init(url: String, logger: Logger, options: PostgresStoreOptions = PostgresStoreOptions()) throws {
@@ -75,6 +93,8 @@ public final class PostgresConcertStore: ConcertStore {
         self.logger = logger
         self.options = options
         self.url = parsed
+        self.holdBatcher = WriteBatcher(maxBatch: options.holdBatchSize, concurrency: options.holdBatchConcurrency,
+                                        isInfrastructureFailure: { $0 is StoreUnavailable })
     }
 
     /// Runs the connection pool until the calling task is cancelled (or a graceful shutdown of
@@ -197,7 +217,22 @@ public final class PostgresConcertStore: ConcertStore {
     }
 
     public func schedule(id: Int64) async throws -> Schedule? {
-        try await rows("SELECT \(unescaped: Columns.schedule) FROM schedules s WHERE s.id = \(id)").first.map(Self.schedule)
+        try await facts(ofSchedule: id)?.schedule
+    }
+
+    /// A schedule with its concert, from `scheduleFacts` or else the database (then kept).
+    private func facts(ofSchedule id: Int64) async throws -> ScheduleFacts? {
+        if let known = scheduleFacts.withLock({ $0[id] }) { return known }
+        guard let row = try await rows("""
+            SELECT \(unescaped: Columns.schedule), \(unescaped: Columns.concert)
+            FROM schedules s JOIN concerts c ON c.id = s.concert_id WHERE s.id = \(id)
+            """).first else { return nil }
+        let facts = ScheduleFacts(schedule: try Self.schedule(row), concert: try Self.concert(row, offset: 5))
+        scheduleFacts.withLock { known in
+            if known.count >= Self.scheduleFactsLimit { known.removeAll(keepingCapacity: true) }
+            known[id] = facts
+        }
+        return facts
     }
 
     public func seatMap(scheduleId: Int64, now: Timestamp) async throws -> [Seat]? {
@@ -231,52 +266,50 @@ public final class PostgresConcertStore: ConcertStore {
     // MARK: Reservations
 
     public func hold(_ request: HoldRequest) async throws -> Reservation {
+        guard let facts = try await facts(ofSchedule: request.scheduleId) else { throw DomainError.scheduleNotFound }
+        let schedule = facts.schedule
+        try HoldPolicy.checkReservable(concert: facts.concert, schedule: schedule, seatNumber: request.seatNumber, now: request.now)
+        let heldUntil = request.now.adding(milliseconds: request.rules.holdMilliseconds)
+        let item = HoldItem(userId: request.userId, scheduleId: schedule.id, concertId: schedule.concertId, seatNumber: request.seatNumber,
+                            price: schedule.price, now: request.now.milliseconds, heldUntil: heldUntil.milliseconds,
+                            maxHolds: request.rules.maxHoldsPerUser)
         let logger = self.logger
-        let now = request.now.milliseconds
-        return try await transaction { connection in
-            guard let row = try await connection.query("""
-                SELECT \(unescaped: Columns.schedule), \(unescaped: Columns.concert)
-                FROM schedules s JOIN concerts c ON c.id = s.concert_id WHERE s.id = \(request.scheduleId)
-                """, logger: logger).collect().first else { throw DomainError.scheduleNotFound }
-            let schedule = try Self.schedule(row)
-            let concert = try Self.concert(row, offset: 5)
-            try HoldPolicy.checkReservable(concert: concert, schedule: schedule, seatNumber: request.seatNumber, now: request.now)
-
-            // The user's row is the lock that serialises one user's holds, so two concurrent holds
-            // cannot both count the same number of live holds and pass the limit together.
-            try await connection.query("INSERT INTO users (id) VALUES (\(request.userId)) ON CONFLICT (id) DO NOTHING", logger: logger)
-            _ = try await connection.query("SELECT id FROM users WHERE id = \(request.userId) FOR UPDATE", logger: logger).collect()
-            var live: Int64 = 0
-            for try await count in try await connection.query("""
-                SELECT COUNT(*) FROM reservations WHERE user_id = \(request.userId) AND status = 'HELD' AND held_until > \(now)
-                """, logger: logger).decode(Int64.self) {
-                live = count
-            }
-            if live >= request.rules.maxHoldsPerUser { throw DomainError.holdLimitReached(limit: request.rules.maxHoldsPerUser) }
-
-            // A hold that ran out is written down as EXPIRED, which takes it out of the unique
-            // index of live reservations and lets the insert below claim the seat. A payment of
-            // that reservation holds its row lock, so this waits for it and then sees CONFIRMED.
-            try await connection.query("""
-                UPDATE reservations SET status = 'EXPIRED'
-                WHERE schedule_id = \(schedule.id) AND seat_number = \(request.seatNumber) AND status = 'HELD' AND held_until <= \(now)
-                """, logger: logger)
-            let heldUntil = now + request.rules.holdMilliseconds
-            // The unique index arbitrates between concurrent holds of the seat: a racer that
-            // loses waits for the winner's commit and then inserts nothing.
-            var inserted: Int64?
-            for try await id in try await connection.query("""
-                INSERT INTO reservations (user_id, schedule_id, concert_id, seat_number, price, status, held_until, created_at)
-                VALUES (\(request.userId), \(schedule.id), \(schedule.concertId), \(request.seatNumber), \(schedule.price), 'HELD', \(heldUntil), \(now))
-                ON CONFLICT (schedule_id, seat_number) WHERE status IN ('HELD', 'CONFIRMED') DO NOTHING
-                RETURNING id
-                """, logger: logger).decode(Int64.self) {
-                inserted = id
-            }
-            guard let id = inserted else { throw DomainError.seatUnavailable }
+        let outcome = try await holdBatcher.submit(item) { [self] items in
+            try await autocommit { connection in try await Self.hold(items, on: connection, logger: logger) }
+        }
+        switch outcome {
+        case .held(let id):
             return Reservation(id: id, userId: request.userId, scheduleId: schedule.id, concertId: schedule.concertId,
                                seatNumber: request.seatNumber, price: schedule.price, storedStatus: .held,
-                               heldUntil: Timestamp(milliseconds: heldUntil), createdAt: request.now)
+                               heldUntil: heldUntil, createdAt: request.now)
+        case .seatUnavailable:
+            throw DomainError.seatUnavailable
+        case .holdLimitReached:
+            throw DomainError.holdLimitReached(limit: request.rules.maxHoldsPerUser)
+        }
+    }
+
+    /// One call of `concertd_hold` for a batch; one outcome per item, in order.
+    private static func hold(_ items: [HoldItem], on connection: PostgresConnection, logger: Logger) async throws -> [HoldOutcome] {
+        var outcomes = [HoldOutcome?](repeating: nil, count: items.count)
+        let rows = try await connection.query("""
+            SELECT o_item, o_outcome, o_reservation FROM concertd_hold(
+              \(items.map(\.userId)), \(items.map(\.scheduleId)), \(items.map(\.concertId)), \(items.map { Int64($0.seatNumber) }),
+              \(items.map(\.price)), \(items.map(\.now)), \(items.map(\.heldUntil)), \(items.map { Int64($0.maxHolds) }))
+            """, logger: logger).collect()
+        for row in rows {
+            let (item, outcome, reservationId) = try row.decode((Int64, String, Int64?).self)
+            guard item >= 1, item <= items.count else { throw PostgresStoreError("concertd_hold answered for item \(item) of \(items.count)") }
+            switch (outcome, reservationId) {
+            case ("HELD", let id?): outcomes[Int(item) - 1] = .held(id)
+            case ("SEAT_UNAVAILABLE", _): outcomes[Int(item) - 1] = .seatUnavailable
+            case ("HOLD_LIMIT_REACHED", _): outcomes[Int(item) - 1] = .holdLimitReached
+            default: throw PostgresStoreError("concertd_hold answered \(outcome)")
+            }
+        }
+        return try outcomes.map { outcome in
+            guard let outcome else { throw BatchMismatch(expected: items.count, got: rows.count) }
+            return outcome
         }
     }
 
@@ -293,15 +326,24 @@ public final class PostgresConcertStore: ConcertStore {
     @discardableResult
     public func cancel(reservationId: Int64, userId: Int64, now: Timestamp) async throws -> Reservation {
         let logger = self.logger
-        return try await transaction { connection in
-            guard let row = try await connection.query("""
-                SELECT \(unescaped: Columns.reservation) FROM reservations WHERE id = \(reservationId) AND user_id = \(userId) FOR UPDATE
-                """, logger: logger).collect().first else { throw DomainError.reservationNotFound }
-            var reservation = try Self.reservation(row)
-            guard reservation.status(at: now) == .held else { throw DomainError.reservationNotHeld }
-            try await connection.query("UPDATE reservations SET status = 'CANCELLED' WHERE id = \(reservationId)", logger: logger)
-            reservation.storedStatus = .cancelled
-            return reservation
+        let row = try await autocommit { connection in
+            try await connection.query("""
+                SELECT o_outcome, o_id, o_user, o_schedule, o_concert, o_seat, o_price, o_status, o_held_until, o_created_at
+                FROM concertd_cancel(\(userId), \(reservationId), \(now.milliseconds))
+                """, logger: logger).collect().first
+        }
+        guard let row else { throw PostgresStoreError("concertd_cancel answered no row") }
+        let cells = Array(row)
+        switch try cells[0].decode(String.self) {
+        case "CANCELLED":
+            let (_, id, user, schedule, concert, seat, price, status, heldUntil, createdAt) =
+                try row.decode((String, Int64, Int64, Int64, Int64, Int64, Int64, String, Int64, Int64).self)
+            return Reservation(id: id, userId: user, scheduleId: schedule, concertId: concert, seatNumber: Int(seat), price: price,
+                               storedStatus: ReservationStatus(rawValue: status) ?? .cancelled,
+                               heldUntil: Timestamp(milliseconds: heldUntil), createdAt: Timestamp(milliseconds: createdAt))
+        case "RESERVATION_NOT_HELD": throw DomainError.reservationNotHeld
+        case "RESERVATION_NOT_FOUND": throw DomainError.reservationNotFound
+        case let other: throw PostgresStoreError("concertd_cancel answered \(other)")
         }
     }
 
@@ -315,33 +357,25 @@ public final class PostgresConcertStore: ConcertStore {
                        idempotency: IdempotentCompletion<Int64>?) async throws -> Int64 {
         // The amount's own limits do not depend on the balance: check them before any I/O.
         try WalletPolicy.checkCharge(amount: amount, balance: 0, rules: rules)
+        let answer = try AnswerTemplate(idempotency, placeholder: AnswerTemplate.marker(0))
         let logger = self.logger
-        return try await transaction { connection in
-            try await connection.query("INSERT INTO users (id) VALUES (\(userId)) ON CONFLICT (id) DO NOTHING", logger: logger)
-            // One conditional update: concurrent charges queue on the row lock and each adds to
-            // the balance the previous one committed, so none is lost.
-            var after = try await Self.first(on: connection, logger: logger, """
-                UPDATE users SET balance = balance + \(amount)
-                WHERE id = \(userId) AND balance <= \(BookingRules.maxBalance - amount)
-                RETURNING balance
-                """, as: Int64.self)
-            if after == nil {
-                // Over the maximum balance: lock the row and let the wallet rule say why. Should a
-                // payment have lowered the balance since, the rule passes and the charge applies.
-                let balance = try await Self.first(on: connection, logger: logger,
-                                                   "SELECT balance FROM users WHERE id = \(userId) FOR UPDATE", as: Int64.self) ?? 0
-                try WalletPolicy.checkCharge(amount: amount, balance: balance, rules: rules)
-                after = try await Self.first(on: connection, logger: logger,
-                                             "UPDATE users SET balance = balance + \(amount) WHERE id = \(userId) RETURNING balance",
-                                             as: Int64.self)
-            }
-            guard let after else { throw PostgresStoreError("the user row vanished during a charge") }
+        let row = try await autocommit { connection in
             try await connection.query("""
-                INSERT INTO point_entries (user_id, type, amount, balance_after, created_at)
-                VALUES (\(userId), 'CHARGE', \(amount), \(after), \(now.milliseconds))
-                """, logger: logger)
-            if let idempotency { try await Self.complete(on: connection, logger: logger, idempotency, with: after) }
-            return after
+                SELECT o_outcome, o_balance FROM concertd_charge(\(userId), \(amount), \(BookingRules.maxBalance), \(now.milliseconds),
+                  \(answer?.key), \(answer?.claimedAt), \(answer?.status), \(answer?.body), \(answer?.marks))
+                """, logger: logger).collect().first
+        }
+        guard let row else { throw PostgresStoreError("concertd_charge answered no row") }
+        let (outcome, balance) = try row.decode((String, Int64).self)
+        switch outcome {
+        case "CHARGED":
+            return balance
+        case "OVER_MAX_BALANCE":
+            // The wallet rule says why (it refuses: the function found the balance too high).
+            try WalletPolicy.checkCharge(amount: amount, balance: balance, rules: rules)
+            throw PostgresStoreError("concertd_charge refused a charge the wallet rule allows (balance \(balance))")
+        default:
+            throw PostgresStoreError("concertd_charge answered \(outcome)")
         }
     }
 
@@ -359,35 +393,32 @@ public final class PostgresConcertStore: ConcertStore {
 
     public func pay(userId: Int64, reservationId: Int64, now: Timestamp,
                     idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt {
+        let placeholder = PaymentReceipt(
+            payment: Payment(id: AnswerTemplate.marker(0), userId: userId, reservationId: reservationId,
+                             amount: AnswerTemplate.marker(1), paidAt: now),
+            balance: AnswerTemplate.marker(2), concertId: 0)
+        let answer = try AnswerTemplate(idempotency, placeholder: placeholder, markers: 3)
         let logger = self.logger
-        return try await transaction { connection in
-            // The reservation's row lock serialises payments of it with each other and with a new
-            // hold that would expire it; whoever comes second sees what the first wrote.
-            guard let row = try await connection.query("""
-                SELECT \(unescaped: Columns.reservation) FROM reservations WHERE id = \(reservationId) AND user_id = \(userId) FOR UPDATE
-                """, logger: logger).collect().first else { throw DomainError.reservationNotFound }
-            let reservation = try Self.reservation(row)
-            try HoldPolicy.checkPayable(reservation, now: now)
-            // The user's row lock serialises this with the wallet's charges and other payments.
-            let balance = try await Self.first(on: connection, logger: logger,
-                                               "SELECT balance FROM users WHERE id = \(userId) FOR UPDATE", as: Int64.self) ?? 0
-            try WalletPolicy.checkPayment(price: reservation.price, balance: balance)
-            let after = balance - reservation.price
-            try await connection.query("UPDATE users SET balance = \(after) WHERE id = \(userId)", logger: logger)
+        let row = try await autocommit { connection in
             try await connection.query("""
-                INSERT INTO point_entries (user_id, type, amount, balance_after, created_at)
-                VALUES (\(userId), 'PAYMENT', \(-reservation.price), \(after), \(now.milliseconds))
-                """, logger: logger)
-            try await connection.query("UPDATE reservations SET status = 'CONFIRMED' WHERE id = \(reservationId)", logger: logger)
-            guard let paymentId = try await Self.first(on: connection, logger: logger, """
-                INSERT INTO payments (user_id, reservation_id, amount, paid_at)
-                VALUES (\(userId), \(reservationId), \(reservation.price), \(now.milliseconds))
-                RETURNING id
-                """, as: Int64.self) else { throw PostgresStoreError("INSERT INTO payments returned no id") }
-            let payment = Payment(id: paymentId, userId: userId, reservationId: reservationId, amount: reservation.price, paidAt: now)
-            let receipt = PaymentReceipt(payment: payment, balance: after, concertId: reservation.concertId)
-            if let idempotency { try await Self.complete(on: connection, logger: logger, idempotency, with: receipt) }
-            return receipt
+                SELECT o_outcome, o_payment, o_amount, o_balance, o_concert FROM concertd_pay(\(userId), \(reservationId), \(now.milliseconds),
+                  \(answer?.key), \(answer?.claimedAt), \(answer?.status), \(answer?.body), \(answer?.marks))
+                """, logger: logger).collect().first
+        }
+        guard let row else { throw PostgresStoreError("concertd_pay answered no row") }
+        let (outcome, paymentId, amount, balance, concertId) = try row.decode((String, Int64?, Int64?, Int64?, Int64?).self)
+        switch (outcome, paymentId, amount, balance, concertId) {
+        case ("PAID", let id?, let amount?, let balance?, let concertId?):
+            return PaymentReceipt(payment: Payment(id: id, userId: userId, reservationId: reservationId, amount: amount, paidAt: now),
+                                  balance: balance, concertId: concertId)
+        case ("INSUFFICIENT_POINTS", _, let price?, let balance?, _):
+            try WalletPolicy.checkPayment(price: price, balance: balance)
+            throw PostgresStoreError("concertd_pay refused a payment the wallet rule allows (balance \(balance), price \(price))")
+        case ("RESERVATION_NOT_FOUND", _, _, _, _): throw DomainError.reservationNotFound
+        case ("RESERVATION_ALREADY_PAID", _, _, _, _): throw DomainError.reservationAlreadyPaid
+        case ("RESERVATION_EXPIRED", _, _, _, _): throw DomainError.reservationExpired
+        case ("RESERVATION_NOT_HELD", _, _, _, _): throw DomainError.reservationNotHeld
+        default: throw PostgresStoreError("concertd_pay answered \(outcome)")
         }
     }
 
@@ -405,6 +436,15 @@ public final class PostgresConcertStore: ConcertStore {
                       leaseMilliseconds: Int64, retentionMilliseconds: Int64) async throws -> IdempotencyClaim {
         let logger = self.logger
         let t = now.milliseconds
+        // A key seen for the first time (the usual case) is claimed in one statement; the
+        // primary key arbitrates between concurrent first claims.
+        let claimed = try await first("""
+            INSERT INTO idempotency_keys (user_id, key, fingerprint, state, created_at)
+            VALUES (\(userId), \(key), \(fingerprint), 'RUNNING', \(t))
+            ON CONFLICT (user_id, key) DO NOTHING
+            RETURNING 1
+            """, as: Int.self)
+        if claimed != nil { return .proceed }
         return try await transaction { connection in
             // A release can delete the row between the insert and the select; then try again.
             for _ in 0..<3 {
@@ -453,19 +493,6 @@ public final class PostgresConcertStore: ConcertStore {
                   AND created_at = \(claimedAt.milliseconds)
                 """, logger: logger).collect()
         }
-    }
-
-    private static func complete<R>(on connection: PostgresConnection, logger: Logger,
-                                    _ completion: IdempotentCompletion<R>, with result: R) async throws {
-        let response = try completion.render(result)
-        let updated = try await connection.query("""
-            UPDATE idempotency_keys SET state = 'DONE', response_status = \(response.status),
-              response_body = \(ByteBuffer(bytes: response.body))
-            WHERE user_id = \(completion.userId) AND key = \(completion.key) AND state = 'RUNNING'
-              AND created_at = \(completion.claimedAt.milliseconds)
-            RETURNING 1
-            """, logger: logger).collect()
-        guard updated.count == 1 else { throw DomainError.idempotencyKeyInUse }
     }
 
     // MARK: Queries and rows

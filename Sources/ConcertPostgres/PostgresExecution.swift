@@ -1,3 +1,4 @@
+import ConcertDomain
 import ConcertStore
 import Logging
 import PostgresNIO
@@ -32,29 +33,43 @@ extension PostgresConcertStore {
     /// one party, is retried from the start up to `options.transactionAttempts` times in all.
     func transaction<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         let logger = self.logger
-        var attempt = 1
+        return try await retryingAborts {
+            try await self.withConnection { connection in
+                try await connection.query("BEGIN", logger: logger)
+                do {
+                    let result = try await body(connection)
+                    try await connection.query("COMMIT", logger: logger)
+                    return result
+                } catch {
+                    // If this fails too the connection is broken and the pool drops it.
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Runs one statement that is a transaction of its own (a call of one of the
+    /// `PostgresWriteFunctions`): one round trip, retried like `transaction` when PostgreSQL aborts it.
+    func autocommit<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
+        try await retryingAborts { try await self.withConnection(body) }
+    }
+
+    /// Runs `attempt` again while PostgreSQL aborts it with a serialization failure or a deadlock,
+    /// up to `options.transactionAttempts` times in all; then the store is unavailable (503).
+    private func retryingAborts<R: Sendable>(_ attempt: () async throws -> R) async throws -> R {
+        var tries = 1
         while true {
             do {
-                return try await withConnection { connection in
-                    try await connection.query("BEGIN", logger: logger)
-                    do {
-                        let result = try await body(connection)
-                        try await connection.query("COMMIT", logger: logger)
-                        return result
-                    } catch {
-                        // If this fails too the connection is broken and the pool drops it.
-                        _ = try? await connection.query("ROLLBACK", logger: logger)
-                        throw error
-                    }
-                }
+                return try await attempt()
             } catch let error as PSQLError where Self.isRetryable(error) {
-                guard attempt < options.transactionAttempts else {
-                    throw StoreUnavailable("PostgreSQL aborted the transaction \(attempt) times (SQLSTATE \(error.serverInfo?[.sqlState] ?? ""))")
+                guard tries < options.transactionAttempts else {
+                    throw StoreUnavailable("PostgreSQL aborted the transaction \(tries) times (SQLSTATE \(error.serverInfo?[.sqlState] ?? ""))")
                 }
                 logger.debug("retrying a transaction PostgreSQL aborted", metadata: [
-                    "sqlState": "\(error.serverInfo?[.sqlState] ?? "")", "attempt": "\(attempt)",
+                    "sqlState": "\(error.serverInfo?[.sqlState] ?? "")", "attempt": "\(tries)",
                 ])
-                attempt += 1
+                tries += 1
             }
         }
     }
@@ -184,6 +199,8 @@ extension PostgresConcertStore {
                 if state.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300", "53100", "53200", "57014", "55P03"].contains(state) {
                     return StoreUnavailable("PostgreSQL is not accepting work (SQLSTATE \(state))")
                 }
+                // An idempotent write whose claim was taken over rolled itself back.
+                if state == PostgresWriteFunctions.idempotencyClaimLost { return DomainError.idempotencyKeyInUse }
                 return error
             default:
                 return error

@@ -105,6 +105,7 @@ enum PostgresMigrations {
             )
             """,
         ]),
+        Migration(version: 2, name: "write_functions", statements: PostgresWriteFunctions.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -64,6 +64,6 @@ public enum ConcertService {
 
     /// A signed JWT for local use.
     public static func token(secret: String, userId: Int64, admin: Bool, ttlSeconds: Int64) async throws -> String {
-        Authenticator(secret: secret).issue(userId: userId, admin: admin, ttlSeconds: ttlSeconds)
+        try await Authenticator(secret: secret).issue(userId: userId, admin: admin, ttlSeconds: ttlSeconds)
     }
 }

@@ -56,6 +56,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest single charge (env CONCERT_MAX_CHARGE)") var maxCharge: Int?
     @Option(help: "Requests per second per user, 0 = off (env CONCERT_RATE_LIMIT_PER_USER)") var rateLimitPerUser: Int?
     @Option(help: "Requests per second per client address, 0 = off (env CONCERT_RATE_LIMIT_PER_IP)") var rateLimitPerIp: Int?
+    @Option(help: "JSON Web Key Set file of public keys for RS256/ES256/EdDSA tokens; SIGHUP reloads it (env CONCERT_JWT_JWKS_FILE)")
+    var jwksFile: String?
 
     /// Flags as the environment variables they stand for, so both go through the same checks.
     var flagSettings: [String: String] {
@@ -69,6 +71,7 @@ struct Serve: AsyncParsableCommand {
         for (name, value) in pairs { if let value { settings[name] = String(value) } }
         if let host { settings["CONCERT_HOST"] = host }
         if let port { settings["CONCERT_PORT"] = String(port) }
+        if let jwksFile { settings["CONCERT_JWT_JWKS_FILE"] = jwksFile }
         return settings
     }
 
@@ -140,7 +143,9 @@ struct Token: AsyncParsableCommand {
         if secret == nil {
             FileHandle.standardError.write(Data("concertd: CONCERT_JWT_SECRET is not set; signing with the --dev secret\n".utf8))
         }
-        print(try await ConcertService.token(secret: secret ?? AppConfig.devJWTSecret, userId: user, admin: admin, ttlSeconds: ttl))
+        print(try await exitOnConfigError {
+            try await ConcertService.token(secret: secret ?? AppConfig.devJWTSecret, userId: user, admin: admin, ttlSeconds: ttl)
+        })
     }
 }
 

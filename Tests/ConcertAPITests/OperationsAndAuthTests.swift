@@ -78,7 +78,7 @@ struct OperationsAndAuthTests {
                 let reply = try await api.call(.get, "/v1/points", headers: [.authorization: header])
                 #expect(reply.status == 401 && reply.code == "UNAUTHENTICATED", "\(header.prefix(20))")
             }
-            let other = try await ConcertService.token(secret: "another-secret", userId: 5, admin: false, ttlSeconds: 600)
+            let other = try await ConcertService.token(secret: "another-secret-0123456789-abcdefghij", userId: 5, admin: false, ttlSeconds: 600)
             #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(other)"]).status == 401)
             let expired = try await ConcertService.token(secret: testSecret, userId: 5, admin: false, ttlSeconds: -10)
             #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(expired)"]).status == 401)

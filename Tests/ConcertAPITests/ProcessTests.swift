@@ -60,6 +60,87 @@ struct ProcessTests {
         #expect(!result.stderr.contains("Fatal error"))
     }
 
+    @Test func aSecretShorterThan32BytesStopsServeWithOneLine() async throws {
+        let short = String(repeating: "k", count: 31)
+        let result = try await runConcertd(["serve", "--port", "0", "--database-url", "sqlite::memory:"],
+                                           environment: ["CONCERT_JWT_SECRET": short])
+        #expect(result.status != 0)
+        #expect(result.stderr.hasPrefix("concertd: CONCERT_JWT_SECRET must be at least 32 bytes"), "\(result.stderr)")
+        #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        let token = try await runConcertd(["token", "--user", "1"], environment: ["CONCERT_JWT_SECRET": short])
+        #expect(token.status != 0 && token.stderr.contains("at least 32 bytes") && !token.stderr.contains("Fatal error"), "\(token.stderr)")
+        // One byte more starts.
+        let server = try await ConcertdProcess(arguments: ["--database-url", "sqlite::memory:"],
+                                               environment: ["CONCERT_JWT_SECRET": short + "k"])
+        #expect(await server.stop() == 0)
+    }
+
+    @Test func anUnusableJWKSFileStopsServeWithOneLine() async throws {
+        let path = AuthenticatorTests.temporaryPath("jwks.json")
+        for contents in [nil, "{not json", #"{"keys":[{"kty":"oct","kid":"h","k":"c2VjcmV0"}]}"#] {
+            if let contents { try Data(contents.utf8).write(to: URL(fileURLWithPath: path)) }
+            let result = try await runConcertd(["serve", "--port", "0", "--database-url", "sqlite::memory:", "--jwks-file", path],
+                                               environment: ["CONCERT_JWT_SECRET": testSecret])
+            #expect(result.status != 0, "\(contents ?? "missing")")
+            #expect(result.stderr.hasPrefix("concertd: CONCERT_JWT_JWKS_FILE \(path)"), "\(result.stderr)")
+            #expect(result.stderr.split(separator: "\n").count == 1, "\(result.stderr)")
+        }
+    }
+
+    /// Key rotation without a restart: SIGHUP reads the JWKS file again. The new key is accepted,
+    /// the removed one refused (though its token was verified, and remembered, before), requests
+    /// sent all along are answered, and a broken file on a later SIGHUP keeps the keys in force.
+    @Test func sighupRotatesTheJWKSKeys() async throws {
+        let path = AuthenticatorTests.temporaryPath("jwks.json")
+        let old = try JWKSTestKeys(), new = try JWKSTestKeys()
+        try JWKSTestKeys.writeKeySet([old.jwk(.es256, kid: "2026-01")], to: path)
+        let server = try await ConcertdProcess(arguments: ["--database-url", "sqlite::memory:"],
+                                               environment: ["CONCERT_JWT_SECRET": testSecret, "CONCERT_JWT_JWKS_FILE": path])
+        let claims = AuthenticatorTests.claims(user: 31)
+        let oldToken = try old.token(.es256, kid: "2026-01", payload: claims)
+        let newToken = try new.token(.eddsa, kid: "2026-02", payload: claims)
+        let hs256 = try await ConcertService.token(secret: testSecret, userId: 32, admin: false, ttlSeconds: 600)
+        #expect(try await server.request("GET", "v1/points", token: oldToken).status == 200)
+        #expect(try await server.request("GET", "v1/points", token: newToken).status == 401)
+
+        // Requests with the shared secret's token run the whole time; none may fail. The loop is
+        // stopped with a flag, not by cancelling the task: cancelling a URLSession request as it
+        // completes can deadlock swift-corelibs-foundation (the cancel handler waits on the
+        // session's queue while that queue resumes the same task).
+        let stopSteady = StopFlag()
+        let steady = Task {
+            var statuses: [Int] = []
+            while !stopSteady.isSet {
+                let status = (try? await server.request("GET", "v1/points", token: hs256).status) ?? -1
+                statuses.append(status)
+            }
+            return statuses
+        }
+        try JWKSTestKeys.writeKeySet([new.jwk(.eddsa, kid: "2026-02")], to: path)
+        #expect(kill(server.process.processIdentifier, SIGHUP) == 0)
+        let deadline = Date().addingTimeInterval(10)
+        var rotated = false
+        while !rotated, Date() < deadline {
+            rotated = try await server.request("GET", "v1/points", token: newToken).status == 200
+            if !rotated { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(rotated, "the new key is accepted after SIGHUP")
+        #expect(try await server.request("GET", "v1/points", token: oldToken).status == 401, "the removed key is refused")
+
+        // A broken file: the reload fails and the keys stay as they were.
+        try Data("{broken".utf8).write(to: URL(fileURLWithPath: path))
+        #expect(kill(server.process.processIdentifier, SIGHUP) == 0)
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(server.process.isRunning)
+        #expect(try await server.request("GET", "v1/points", token: newToken).status == 200)
+        #expect(try await server.request("GET", "v1/points", token: oldToken).status == 401)
+
+        stopSteady.set()
+        let statuses = await steady.value
+        #expect(!statuses.isEmpty && statuses.allSatisfy { $0 == 200 }, "\(statuses.filter { $0 != 200 })")
+        #expect(await server.stop() == 0)
+    }
+
     @Test func unusableDatabaseURLsGiveOneClearLine() async throws {
         for url in ["mysql://x", "sqlite:", "sqlite:/nonexistent-dir/x/y.sqlite"] {
             let result = try await runConcertd(["serve", "--dev", "--port", "0", "--database-url", url])
@@ -158,4 +239,11 @@ struct ProcessTests {
         _ = await a.stop()
         _ = await b.stop()
     }
+}
+
+/// A flag one task sets and another polls.
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .acquiring) }
+    func set() { value.store(true, ordering: .releasing) }
 }

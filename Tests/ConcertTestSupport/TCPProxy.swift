@@ -17,7 +17,10 @@ public final class TCPProxy: Sendable {
     }
     private let shared = Shared()
 
-    public init(targetHost: String = "127.0.0.1", targetPort: Int) throws {
+    /// `observeClientBytes` sees every byte a client sends, as it passes (for counting a protocol's
+    /// messages); each connection gets an observer of its own from the factory.
+    public init(targetHost: String = "127.0.0.1", targetPort: Int,
+                observeClientBytes: (@Sendable () -> (@Sendable (ByteBuffer) -> Void))? = nil) throws {
         let shared = self.shared
         let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -33,7 +36,7 @@ public final class TCPProxy: Sendable {
                         }
                         return inbound.eventLoop.makeCompletedFuture {
                             try outbound.pipeline.syncOperations.addHandler(Forwarder(peer: inbound))
-                            try inbound.pipeline.syncOperations.addHandler(Forwarder(peer: outbound))
+                            try inbound.pipeline.syncOperations.addHandler(Forwarder(peer: outbound, observe: observeClientBytes?()))
                         }
                     }
             }
@@ -63,10 +66,16 @@ public final class TCPProxy: Sendable {
     private final class Forwarder: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
         let peer: any Channel
-        init(peer: any Channel) { self.peer = peer }
+        let observe: (@Sendable (ByteBuffer) -> Void)?
+        init(peer: any Channel, observe: (@Sendable (ByteBuffer) -> Void)? = nil) {
+            self.peer = peer
+            self.observe = observe
+        }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            peer.writeAndFlush(unwrapInboundIn(data), promise: nil)
+            let bytes = unwrapInboundIn(data)
+            observe?(bytes)
+            peer.writeAndFlush(bytes, promise: nil)
         }
 
         func channelInactive(context: ChannelHandlerContext) {

@@ -462,6 +462,26 @@ class Bench:
                                "BENCH_PRICE": str(PRICE)},
                           ceiling="pg-update-200" if engine == "postgres" else "healthz",
                           note="join -> seat map -> hold -> charge -> pay per user; ops/s = purchases/s")
+            # The purchase write path alone: hold -> charge -> pay for a fresh user who is already
+            # admitted, each thread on a schedule of its own (no contention).
+            wt = self.args.write_threads
+            write_concert = create_concert(m.port, admin, "Write path concert")
+            write_schedules = pmap(lambda _: create_schedule(m.port, admin, write_concert, seats=1000), range(wt))
+            write_schedules_path = os.path.join(WORK, f"{engine}-write-schedules.txt")
+            with open(write_schedules_path, "w") as f:
+                f.write("\n".join(f"{s} 1000" for s in write_schedules) + "\n")
+            write_users = os.path.join(WORK, f"{engine}-write-users.txt")
+            t = time.time()
+            join_users(m.port, write_concert, uid + 800_000, wt * 1000, write_users)
+            log(f"{wt * 1000} users joined the write-path concert's queue in {time.time() - t:.1f} s")
+            row = self.scenario("purchase write path", engine, m, "writes.lua", threads=wt, conns=wt, ops="purchases",
+                                duration=min(d, 6),
+                                env={"BENCH_WRITE_USERS": write_users, "BENCH_WRITE_SCHEDULES": write_schedules_path,
+                                     "BENCH_PRICE": str(PRICE)},
+                                ceiling="pg-update-200" if engine == "postgres" else "healthz")
+            row["note"] = (f"hold -> charge -> pay, a fresh admitted user each time, {wt} connections, no contention; "
+                           f"ops/s = purchases/s; errors {row['counters'].get('write_errors', 0)}"
+                           + ("; a thread ran out of seats" if row["counters"].get("exhausted") else ""))
             # Payments alone: holds and charges made beforehand by the same flow, stopped before paying.
             concerts, flow_users = write_flow_setup(m.port, admin, f"{engine}-payprep", ft, self.args.flow_schedules,
                                                     uid + 500_000, self.args.flow_users)
@@ -634,6 +654,7 @@ def main():
     ap.add_argument("--flow-threads", type=int, default=32)
     ap.add_argument("--flow-schedules", type=int, default=16)
     ap.add_argument("--flow-users", type=int, default=1000)
+    ap.add_argument("--write-threads", type=int, default=16)
     ap.add_argument("--engines", default="sqlite,postgres,postgres+redis")
     ap.add_argument("--no-locks", dest="lock_study", action="store_false")
     ap.add_argument("--no-explain", dest="explain", action="store_false")
@@ -649,6 +670,13 @@ def main():
     pg = os.environ.get("CONCERT_TEST_POSTGRES_URL")
     redis = os.environ.get("CONCERT_TEST_REDIS_URL")
     engines = args.engines.split(",")
+    if pg:
+        # Read off the server, not assumed: the headline is a durable PostgreSQL.
+        settings = subprocess.run(["psql", pg, "-Atc", "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) FROM pg_settings "
+                                   "WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes')"],
+                                  capture_output=True, text=True).stdout.strip()
+        bench.notes.append(f"PostgreSQL settings: {settings or 'unknown'}")
+        log(f"PostgreSQL settings: {settings}")
     try:
         bench.static_ceiling()
         if pg:

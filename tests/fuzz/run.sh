@@ -26,7 +26,7 @@ RUN_TIMEOUT=${FUZZ_TIMEOUT:-80}
 SEED=${FUZZ_SEED:-20261124}
 [ "$SEED" = random ] && SEED=$RANDOM$RANDOM
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
-export CONCERT_JWT_SECRET="fuzz-secret-$RANDOM$RANDOM$RANDOM"
+export CONCERT_JWT_SECRET="fuzz-secret-$RANDOM$RANDOM$RANDOM-0123456789abcdefghij"   # ≥ 32 bytes
 
 summary() { echo "fuzz: $*"; }
 [ -x "$CONCERTD" ] || { echo "concertd binary not found at $CONCERTD (build it, or set CONCERTD_BIN)" >&2; summary "0 passed, 1 failed"; exit 1; }

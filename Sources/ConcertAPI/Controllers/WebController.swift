@@ -71,7 +71,7 @@ struct WebController {
         let body = try await JSONBody.decode(DevTokenRequest.self, from: request)
         guard body.userId > 0 else { throw APIError.validationFailed("userId must be a positive integer") }
         guard let devTokens else { throw APIError.routeNotFound }
-        let token = devTokens.issue(userId: body.userId, admin: body.admin ?? false, ttlSeconds: 12 * 3600)
+        let token = try await devTokens.issue(userId: body.userId, admin: body.admin ?? false, ttlSeconds: 12 * 3600)
         return try JSONBody.response(["token": token])
     }
 }

@@ -6,7 +6,7 @@ import Testing
 // The fixtures every HTTP test shares: the JWT secret, tokens, and an open concert with one
 // schedule, whether the service runs in process (`API`) or as `concertd` processes.
 
-let testSecret = "test-secret-0123456789"
+let testSecret = "test-secret-0123456789-abcdefghij"
 
 /// A JWT for `user` signed with `testSecret`.
 func testToken(user: Int64, admin: Bool = false, ttl: Int64 = 600) async throws -> String {

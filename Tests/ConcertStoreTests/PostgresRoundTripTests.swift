@@ -1,0 +1,167 @@
+import ConcertDomain
+import ConcertPostgres
+import ConcertStore
+import ConcertTestSupport
+import Foundation
+import Testing
+
+/// The write path's round trips, counted on the wire (docs/concurrency.md lists them): a hold, a
+/// cancel, a charge and a payment each reach PostgreSQL once, with or without an
+/// `Idempotency-Key`, and so does a first claim of a key. A statement added to any of them makes
+/// this fail.
+@Suite("PostgreSQL round trips per write", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
+struct PostgresRoundTripTests {
+    static let now = Timestamp(milliseconds: 1_800_000_000_000)
+    static let rules = BookingRules()
+
+    /// A fresh database reached through a round-trip counter, with one concert and one schedule of
+    /// 50 seats at 100 points that the store has already read once.
+    func withCountedStore(options: PostgresStoreOptions = PostgresStoreOptions(),
+                          _ body: (PostgresConcertStore, PostgresRoundTrips, Schedule) async throws -> Void) async throws {
+        let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
+        let database = try await TestDatabase.create(adminURL: adminURL)
+        let trips = try PostgresRoundTrips(targetHost: database.admin.host, targetPort: database.admin.port)
+        var proxied = database
+        proxied.admin.port = trips.proxy.port
+        let store = try PostgresConcertStore(url: proxied.url, logger: TestServices.logger, options: options)
+        let run = Task { await store.run() }
+        do {
+            try await store.migrate()
+            let now = Self.now
+            let concert = try await store.createConcert(NewConcert(
+                title: "T", artist: "A", venue: "V", bookingOpensAt: now.adding(milliseconds: -1000), bookingClosesAt: now.adding(milliseconds: 86_400_000)))
+            let schedule = try await store.createSchedule(NewSchedule(concertId: concert.id, startsAt: now.adding(milliseconds: 86_400_000), price: 100, seatCount: 50))
+            _ = try await store.schedule(id: schedule.id) // schedules are read once per instance, then known
+            try await body(store, trips, schedule)
+        } catch {
+            run.cancel()
+            trips.close()
+            try? await database.drop()
+            throw error
+        }
+        run.cancel()
+        trips.close()
+        try? await database.drop()
+    }
+
+    @Test("holds released together share calls; each caller gets its own answer")
+    func holdsAreBatched() async throws {
+        // One call at a time, so that holds arriving together must queue and leave together.
+        try await withCountedStore(options: PostgresStoreOptions(holdBatchSize: 64, holdBatchConcurrency: 1)) { store, trips, schedule in
+            let rules = BookingRules(maxHoldsPerUser: 2)
+            // 60 holds: users 1...20 each ask for seats 1...3 of their own (user u: seats 3u-2...3u,
+            // within 50 seats for u <= 16) and users 17...20 for seat 1, which user 1 also wants.
+            let asks = (Int64(1)...16).flatMap { user in (0..<3).map { Ask(user: user, seat: Int(user) * 3 - 2 + $0) } }
+                + (Int64(17)...20).map { Ask(user: $0, seat: 1) }
+            trips.reset()
+            let gate = StartGate()
+            let scheduleId = schedule.id
+            let outcomes = await withTaskGroup(of: (Ask, HoldAnswer).self) { group in
+                for ask in asks {
+                    group.addTask {
+                        await gate.wait()
+                        let request = HoldRequest(userId: ask.user, scheduleId: scheduleId, seatNumber: ask.seat, now: Self.now, rules: rules)
+                        do {
+                            return (ask, .held(try await store.hold(request)))
+                        } catch {
+                            return (ask, .refused(error as? DomainError, "\(error)"))
+                        }
+                    }
+                }
+                await gate.open(whenArrived: asks.count)
+                var all: [(Ask, HoldAnswer)] = []
+                for await outcome in group { all.append(outcome) }
+                return all
+            }
+            // Far fewer calls than holds.
+            #expect(trips.value < asks.count / 2, "\(trips.value) round trips for \(asks.count) holds")
+            // Every answer is the caller's own: a reservation of the seat it asked for, for its user.
+            var winners: [Int: Int64] = [:]
+            var heldPerUser: [Int64: Int] = [:]
+            for (ask, outcome) in outcomes {
+                switch outcome {
+                case .held(let reservation):
+                    #expect(reservation.userId == ask.user && reservation.seatNumber == ask.seat)
+                    #expect(winners[ask.seat] == nil, "seat \(ask.seat) won twice")
+                    winners[ask.seat] = ask.user
+                    heldPerUser[ask.user, default: 0] += 1
+                case .refused(let refusal, let description):
+                    #expect(refusal == .holdLimitReached(limit: 2) || refusal == .seatUnavailable, "\(description)")
+                }
+            }
+            // The limit held inside batches, and no refusal failed anyone else.
+            for user in Int64(1)...16 { #expect(heldPerUser[user] == 2, "user \(user) holds \(heldPerUser[user] ?? 0)") }
+            #expect(winners[1] != nil)
+            #expect(outcomes.filter { if case .held = $0.1 { return true } else { return false } }.count == 16 * 2 + (winners[1].map { $0 > 16 ? 1 : 0 } ?? 0))
+            let seats = try #require(try await store.seatMap(scheduleId: schedule.id, now: Self.now))
+            #expect(seats.filter { $0.status == .held }.count == winners.count)
+        }
+    }
+
+    @Test("hold, refused hold, cancel, charge, claim and payment: one round trip each")
+    func oneRoundTripEach() async throws {
+        try await withCountedStore { store, trips, schedule in
+        let now = Self.now
+        let rules = Self.rules
+
+        func counted<R>(_ what: String, _ body: () async throws -> R) async throws -> R {
+            trips.reset()
+            let result = try await body()
+            #expect(trips.value == 1, "\(what): \(trips.value) round trips")
+            return result
+        }
+        func countedRefusal(_ what: String, _ error: DomainError, _ body: () async throws -> Void) async {
+            trips.reset()
+            await #expect(throws: error) { try await body() }
+            #expect(trips.value == 1, "\(what): \(trips.value) round trips")
+        }
+        let hold = { (user: Int64, seat: Int) in HoldRequest(userId: user, scheduleId: schedule.id, seatNumber: seat, now: now, rules: rules) }
+
+        let held = try await counted("hold") { try await store.hold(hold(1, 1)) }
+        await countedRefusal("hold of a taken seat", .seatUnavailable) { _ = try await store.hold(hold(2, 1)) }
+        let toCancel = try await counted("hold") { try await store.hold(hold(1, 2)) }
+        _ = try await counted("cancel") { try await store.cancel(reservationId: toCancel.id, userId: 1, now: now) }
+        await countedRefusal("cancel of a cancelled hold", .reservationNotHeld) {
+            _ = try await store.cancel(reservationId: toCancel.id, userId: 1, now: now)
+        }
+        await countedRefusal("payment without points", .insufficientPoints(balance: 0, price: 100)) {
+            _ = try await store.pay(userId: 1, reservationId: held.id, now: now, idempotency: nil)
+        }
+        _ = try await counted("charge") { try await store.charge(userId: 1, amount: 500, now: now, rules: rules, idempotency: nil) }
+        let claim = try await counted("first claim of a key") {
+            try await store.claim(userId: 1, key: "k1", fingerprint: "f", now: now, leaseMilliseconds: 10_000, retentionMilliseconds: 86_400_000)
+        }
+        #expect(claim == .proceed)
+        let receipt = try await counted("payment with a key") {
+            try await store.pay(userId: 1, reservationId: held.id, now: now, idempotency: IdempotentCompletion(
+                userId: 1, key: "k1", claimedAt: now, render: { receipt in
+                    StoredResponse(status: 201, body: Array("{\"id\":\(receipt.payment.id),\"amount\":\(receipt.payment.amount),\"balance\":\(receipt.balance)}".utf8))
+                }))
+        }
+        #expect(receipt.balance == 400 && receipt.payment.amount == 100)
+        // The stored answer has the write's values in place of the markers.
+        let replay = try await store.claim(userId: 1, key: "k1", fingerprint: "f", now: now, leaseMilliseconds: 10_000, retentionMilliseconds: 86_400_000)
+        #expect(replay == .replay(StoredResponse(status: 201, body: Array("{\"id\":\(receipt.payment.id),\"amount\":100,\"balance\":400}".utf8))))
+
+        _ = try await counted("first claim of a key") {
+            try await store.claim(userId: 1, key: "k2", fingerprint: "g", now: now, leaseMilliseconds: 10_000, retentionMilliseconds: 86_400_000)
+        }
+        let balance = try await counted("charge with a key") {
+            try await store.charge(userId: 1, amount: 50, now: now, rules: rules, idempotency: IdempotentCompletion(
+                userId: 1, key: "k2", claimedAt: now, render: { StoredResponse(status: 200, body: Array("{\"balance\":\($0)}".utf8)) }))
+        }
+        #expect(balance == 450)
+        }
+    }
+}
+
+/// One hold a racing task asks for.
+private struct Ask: Sendable {
+    var user: Int64
+    var seat: Int
+}
+
+private enum HoldAnswer: Sendable {
+    case held(Reservation)
+    case refused(DomainError?, String)
+}

@@ -33,7 +33,7 @@ let package = Package(
         .target(
             name: "ConcertPostgres",
             dependencies: [
-                "ConcertDomain", "ConcertStore",
+                "ConcertDomain", "ConcertStore", "SharedState",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -106,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedStateTests",
-            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient", "ConcertTestSupport"]
+            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient", "ConcertPostgres", "ConcertTestSupport"]
         ),
         .testTarget(name: "RESPClientTests", dependencies: ["RESPClient", "ConcertTestSupport"]),
         .testTarget(

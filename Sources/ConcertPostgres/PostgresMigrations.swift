@@ -105,6 +105,8 @@ enum PostgresMigrations {
             )
             """,
         ]),
+        // Version 2 is the write-path functions (added on main at the same time).
+        Migration(version: 3, name: "create_shared_state", statements: PostgresSharedStateSchema.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

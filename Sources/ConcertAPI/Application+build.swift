@@ -19,7 +19,7 @@ public func buildApplication(
     guard let secret = config.effectiveJWTSecret else {
         throw ConfigError("CONCERT_JWT_SECRET is not set: set it, or run with --dev for a development secret")
     }
-    let backend = try await Backend.make(config: config, logger: logger)
+    let backend = try await Backend.make(config: config, clock: clock, logger: logger)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
         authenticator: Authenticator(secret: secret, clock: clock, maxLifetimeSeconds: config.maxTokenLifetimeSeconds),
@@ -39,15 +39,8 @@ public func buildApplication(
     )
     let demo = config.demo
     let dev = config.dev
-    let postgresAlone = config.redisURL == nil && !config.databaseURL.hasPrefix("sqlite:")
     app.beforeServerStarts {
         try await backend.store.migrate()
-        if postgresAlone {
-            logger.warning("""
-                PostgreSQL without CONCERT_REDIS_URL: the waiting room is this process's own. Run one instance, \
-                or set CONCERT_REDIS_URL so that every instance shares one line per concert.
-                """)
-        }
         if demo || dev, try await backend.store.isEmpty() {
             try await DemoData.seed(into: backend.store, now: clock.now())
             logger.info("filled the empty database with demo concerts")

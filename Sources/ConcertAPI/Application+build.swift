@@ -27,7 +27,7 @@ public func buildApplication(
     if config.jwksFile != nil {
         reloader = KeySetReloader(authenticator: authenticator, signals: await UnixSignalsSequence(trapping: .sighup), logger: logger)
     }
-    let backend = try await Backend.make(config: config, logger: logger)
+    let backend = try await Backend.make(config: config, clock: clock, logger: logger)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
         authenticator: authenticator, clock: clock, config: config)
@@ -48,15 +48,8 @@ public func buildApplication(
     )
     let demo = config.demo
     let dev = config.dev
-    let postgresAlone = config.redisURL == nil && !config.databaseURL.hasPrefix("sqlite:")
     app.beforeServerStarts {
         try await backend.store.migrate()
-        if postgresAlone {
-            logger.warning("""
-                PostgreSQL without CONCERT_REDIS_URL: the waiting room is this process's own. Run one instance, \
-                or set CONCERT_REDIS_URL so that every instance shares one line per concert.
-                """)
-        }
         if demo || dev, try await backend.store.isEmpty() {
             try await DemoData.seed(into: backend.store, now: clock.now())
             logger.info("filled the empty database with demo concerts")

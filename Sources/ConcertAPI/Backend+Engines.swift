@@ -18,7 +18,7 @@ struct ConnectionPoolService: Service {
 }
 
 extension Backend {
-    static func makePostgresStore(url: String, logger: Logger) throws -> (store: any ConcertStore, service: any Service) {
+    static func makePostgresStore(url: String, logger: Logger) throws -> (store: PostgresConcertStore, service: any Service) {
         // PostgresNIO reports every failed connection attempt at info level; during an outage that
         // is one line per attempt. Readiness, 503 answers and our own warnings tell the story.
         var poolLogger = logger
@@ -47,5 +47,37 @@ extension Backend {
         }, close: { await pool.close() })
         return (RedisWaitingRoom(pool: pool, policy: policy, keyPrefix: keyPrefix), RedisResponseCache(pool: pool, keyPrefix: keyPrefix),
                 RedisRateLimiter(pool: pool, keyPrefix: keyPrefix), [service])
+    }
+}
+
+extension Backend {
+    /// The waiting room, rate limiter and cache in PostgreSQL, on the store's own pool, plus a
+    /// janitor that deletes rate-limit buckets nobody used for a minute.
+    static func makePostgresState(store: PostgresConcertStore, policy: QueuePolicy, clock: WallClock, logger: Logger)
+        -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, services: [any Service]) {
+        let rateLimiter = PostgresRateLimiter(store: store)
+        let janitor = RateLimitJanitor(limiter: rateLimiter, clock: clock, logger: logger)
+        return (PostgresWaitingRoom(store: store, policy: policy), PostgresGenerationCache(store: store), rateLimiter, [janitor])
+    }
+}
+
+/// Every ten seconds, deletes the PostgreSQL rate-limit buckets unused for a minute (each
+/// instance does it; the deletes are idempotent), so the table holds only recent clients.
+struct RateLimitJanitor: Service {
+    let limiter: PostgresRateLimiter
+    let clock: WallClock
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await limiter.purge(unusedSince: clock.now().adding(seconds: -60))
+                } catch {
+                    logger.debug("rate limit purge failed", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(10))
+            }
+        }
     }
 }

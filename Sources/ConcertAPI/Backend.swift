@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertPostgres
 import ConcertSQLite
 import ConcertStore
 import Logging
@@ -6,7 +7,8 @@ import ServiceLifecycle
 import SharedState
 
 /// The storage and shared state that the configuration names: SQLite or PostgreSQL for the
-/// database; in-process or Redis for the waiting room, cache and rate limiter.
+/// database; for the waiting room, cache and rate limiter: Redis when `CONCERT_REDIS_URL` is set,
+/// else PostgreSQL when that is the database, else this process (SQLite: one instance).
 struct Backend {
     var store: any ConcertStore
     var waitingRoom: any WaitingRoom
@@ -15,9 +17,10 @@ struct Backend {
     /// Long-running parts (connection pools) that the application's service group runs.
     var services: [any Service]
 
-    static func make(config: AppConfig, logger: Logger) async throws -> Backend {
+    static func make(config: AppConfig, clock: WallClock = .system, logger: Logger) async throws -> Backend {
         var services: [any Service] = []
         let store: any ConcertStore
+        var postgres: PostgresConcertStore?
         let url = config.databaseURL
         if url.hasPrefix("sqlite:") {
             let path = String(url.dropFirst("sqlite:".count))
@@ -28,9 +31,10 @@ struct Backend {
                 throw ConfigError("cannot open the SQLite database at '\(path)': \(error)")
             }
         } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let postgres = try Backend.makePostgresStore(url: url, logger: logger)
-            store = postgres.store
-            services.append(postgres.service)
+            let made = try Backend.makePostgresStore(url: url, logger: logger)
+            store = made.store
+            postgres = made.store
+            services.append(made.service)
         } else {
             throw ConfigError("CONCERT_DATABASE_URL must start with sqlite: or postgres://, got '\(url)'")
         }
@@ -40,10 +44,14 @@ struct Backend {
             return Backend(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
                            services: services + redis.services)
         }
-        // PostgreSQL without Redis may be shared by several instances, whose in-process caches
-        // could not be invalidated by each other's admin writes: no cache then.
-        let cache: any ResponseCache = store is SQLiteConcertStore ? InProcessResponseCache() : NoResponseCache()
-        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: cache,
+        if let postgres {
+            // PostgreSQL alone, for any number of instances: the waiting room, the rate limiter and
+            // the cache generations live in the database too.
+            let shared = Backend.makePostgresState(store: postgres, policy: config.queue, clock: clock, logger: logger)
+            return Backend(store: store, waitingRoom: shared.waitingRoom, cache: shared.cache, rateLimiter: shared.rateLimiter,
+                           services: services + shared.services)
+        }
+        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: InProcessResponseCache(),
                        rateLimiter: InProcessRateLimiter(), services: services)
     }
 }

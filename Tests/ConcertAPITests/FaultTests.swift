@@ -28,9 +28,10 @@ struct FaultTests {
     /// user's row lock by the test, so it is in flight for sure) is retried through nginx with
     /// the same key: 409 IDEMPOTENCY_KEY_IN_USE while its abandoned claim's lease runs, then 201,
     /// once.
-    @Test(.enabled(if: faultToolsAreInstalled || TestServices.required), .timeLimit(.minutes(2)))
-    func killingAnInstanceMidLoadLeavesTheOthersServing() async throws {
-        try await FaultCluster.with(environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"]) { cluster in
+    /// Run with Redis and on PostgreSQL alone (the waiting room in the database).
+    @Test(.enabled(if: faultToolsAreInstalled || TestServices.required), .timeLimit(.minutes(2)), arguments: SharedStateSetup.allCases)
+    func killingAnInstanceMidLoadLeavesTheOthersServing(_ setup: SharedStateSetup) async throws {
+        try await FaultCluster.with(setup, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"]) { cluster in
             let setup = try await cluster.openConcert(seats: 1000)
             let victim = cluster.instances[2]
             let survivors = Array(cluster.instances[0..<2])
@@ -83,9 +84,11 @@ struct FaultTests {
     /// While it is down every instance answers 503 quickly; a payment cut off at the row lock (its
     /// key claimed, the release impossible while the database is down) and a payment first tried
     /// while the database is down both complete exactly once when retried with their keys.
-    @Test(.enabled(if: faultToolsAreInstalled || TestServices.required), .timeLimit(.minutes(2)))
-    func restartingPostgresMidLoadGives503sThenServesAgain() async throws {
-        try await FaultCluster.with(environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"]) { cluster in
+    /// Run with Redis and on PostgreSQL alone (then the waiting room is down with the database,
+    /// and comes back with its lines).
+    @Test(.enabled(if: faultToolsAreInstalled || TestServices.required), .timeLimit(.minutes(2)), arguments: SharedStateSetup.allCases)
+    func restartingPostgresMidLoadGives503sThenServesAgain(_ setup: SharedStateSetup) async throws {
+        try await FaultCluster.with(setup, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"]) { cluster in
             let setup = try await cluster.openConcert(seats: 1000)
             let cutOff = try await cluster.preparePayer(user: 900, concertId: setup.concertId, scheduleId: setup.scheduleId,
                                                        seat: 1000, via: cluster.instances[0].baseURL)
@@ -278,6 +281,13 @@ struct FaultTests {
 
 // MARK: - The cluster
 
+/// Where the instances of a fault test keep the waiting room, rate limits and cache.
+enum SharedStateSetup: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case redis
+    case postgresAlone = "postgres-alone"
+    var testDescription: String { rawValue }
+}
+
 /// PostgreSQL and Redis of the test's own, three instances, nginx in front.
 final class FaultCluster: @unchecked Sendable {
     let postgres: ThrowawayPostgres
@@ -305,8 +315,9 @@ final class FaultCluster: @unchecked Sendable {
 
     /// Starts a cluster (Redis with its append-only file), runs `body` on it, and stops it
     /// whether `body` succeeded or not.
-    static func with(environment: [String: String], _ body: (FaultCluster) async throws -> Void) async throws {
-        let cluster = try await start(redisAppendOnly: true, environment: environment)
+    static func with(_ setup: SharedStateSetup = .redis, environment: [String: String],
+                     _ body: (FaultCluster) async throws -> Void) async throws {
+        let cluster = try await start(redisAppendOnly: true, setup: setup, environment: environment)
         do {
             try await body(cluster)
         } catch {
@@ -316,7 +327,7 @@ final class FaultCluster: @unchecked Sendable {
         await cluster.stop()
     }
 
-    static func start(redisAppendOnly: Bool, environment extra: [String: String]) async throws -> FaultCluster {
+    static func start(redisAppendOnly: Bool, setup: SharedStateSetup = .redis, environment extra: [String: String]) async throws -> FaultCluster {
         let postgres = try await ThrowawayPostgres.start()
         var redis: ThrowawayRedis?
         var instances: [ConcertdProcess] = []
@@ -326,6 +337,8 @@ final class FaultCluster: @unchecked Sendable {
             let database = try await TestDatabase.create(adminURL: postgres.adminURL)
             var environment = ["CONCERT_JWT_SECRET": testSecret, "CONCERT_DATABASE_URL": database.url,
                                "CONCERT_REDIS_URL": redis!.url, "CONCERT_QUEUE_SWEEP_MS": "100"]
+            // PostgreSQL alone: the Redis runs but no instance is told of it.
+            if setup == .postgresAlone { environment["CONCERT_REDIS_URL"] = nil }
             for (key, value) in extra { environment[key] = value }
             let env = environment
             let migrated = await withDeadline(seconds: 60, fallback: nil) { try? await runConcertd(["migrate"], environment: env) }

@@ -1,11 +1,13 @@
 import ConcertDomain
+import ConcertPostgres
 import ConcertRedis
 import SharedState
 import Testing
 
 let rateLimiterImplementations: [Implementation<any RateLimiter>] = Implementation.all(
     inProcess: { InProcessRateLimiter() },
-    redis: { pool, prefix in RedisRateLimiter(pool: pool, keyPrefix: prefix) }
+    redis: { pool, prefix in RedisRateLimiter(pool: pool, keyPrefix: prefix) },
+    postgres: { store in PostgresRateLimiter(store: store) }
 )
 
 private let t0 = Timestamp(milliseconds: 1_750_000_000_000)

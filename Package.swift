@@ -34,7 +34,7 @@ let package = Package(
         .target(
             name: "ConcertPostgres",
             dependencies: [
-                "ConcertDomain", "ConcertStore",
+                "ConcertDomain", "ConcertStore", "SharedState",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -121,7 +121,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedStateTests",
-            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient", "ConcertTestSupport"]
+            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient", "ConcertPostgres", "ConcertTestSupport"]
         ),
         .testTarget(name: "RESPClientTests", dependencies: ["RESPClient", "ConcertTestSupport"]),
         .testTarget(

@@ -106,6 +106,7 @@ enum PostgresMigrations {
             """,
         ]),
         Migration(version: 2, name: "write_functions", statements: PostgresWriteFunctions.statements),
+        Migration(version: 3, name: "create_shared_state", statements: PostgresSharedStateSchema.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

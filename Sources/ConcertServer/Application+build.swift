@@ -12,5 +12,5 @@ public func buildApplication(
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
     try await buildApplication(config: config, clock: clock, logger: logger, onServerRunning: onServerRunning,
-                               backend: Backend.make(config:logger:))
+                               backend: { config, logger in try await Backend.make(config: config, clock: clock, logger: logger) })
 }

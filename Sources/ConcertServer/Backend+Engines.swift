@@ -21,12 +21,13 @@ struct ConnectionPoolService: Service {
 
 extension Backend {
     /// The storage and shared state that the configuration names: SQLite or PostgreSQL for the
-    /// database (`CONCERT_DATABASE_URL`, whose scheme is read here only); in-process or Redis for
-    /// the waiting room, cache and rate limiter (`CONCERT_REDIS_URL`).
-    public static func make(config: AppConfig, logger: Logger) async throws -> Backend {
+    /// database (`CONCERT_DATABASE_URL`, whose scheme is read here only); for the waiting room,
+    /// cache and rate limiter: Redis when `CONCERT_REDIS_URL` is set, else PostgreSQL when that is
+    /// the database, else this process (SQLite: one instance).
+    public static func make(config: AppConfig, clock: WallClock = .system, logger: Logger) async throws -> Backend {
         var services: [any Service] = []
         let store: any ConcertStore
-        let embedded: Bool
+        var postgres: PostgresConcertStore?
         let url = config.databaseURL
         if url.hasPrefix("sqlite:") {
             let path = String(url.dropFirst("sqlite:".count))
@@ -36,12 +37,11 @@ extension Backend {
             } catch {
                 throw ConfigError("cannot open the SQLite database at '\(path)': \(error)")
             }
-            embedded = true
         } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let postgres = try Backend.makePostgresStore(url: url, logger: logger)
-            store = postgres.store
-            services.append(postgres.service)
-            embedded = false
+            let made = try Backend.makePostgresStore(url: url, logger: logger)
+            store = made.store
+            postgres = made.store
+            services.append(made.service)
         } else {
             throw ConfigError("CONCERT_DATABASE_URL must start with sqlite: or postgres://, got '\(url)'")
         }
@@ -51,22 +51,18 @@ extension Backend {
             return Backend(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
                            services: services + redis.services)
         }
-        if embedded {
-            return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: InProcessResponseCache(),
-                           rateLimiter: InProcessRateLimiter(), services: services)
+        if let postgres {
+            // PostgreSQL alone, for any number of instances: the waiting room, the rate limiter and
+            // the cache generations live in the database too.
+            let shared = Backend.makePostgresState(store: postgres, policy: config.queue, clock: clock, logger: logger)
+            return Backend(store: store, waitingRoom: shared.waitingRoom, cache: shared.cache, rateLimiter: shared.rateLimiter,
+                           services: services + shared.services)
         }
-        // PostgreSQL without Redis may be shared by several instances, whose in-process caches
-        // could not be invalidated by each other's admin writes: no cache then. And each instance
-        // would run its own lines, so the operator is told once the database is ready.
-        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: NoResponseCache(),
-                       rateLimiter: InProcessRateLimiter(), services: services,
-                       startupWarnings: ["""
-                           PostgreSQL without CONCERT_REDIS_URL: the waiting room is this process's own. Run one instance, \
-                           or set CONCERT_REDIS_URL so that every instance shares one line per concert.
-                           """])
+        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: InProcessResponseCache(),
+                       rateLimiter: InProcessRateLimiter(), services: services)
     }
 
-    static func makePostgresStore(url: String, logger: Logger) throws -> (store: any ConcertStore, service: any Service) {
+    static func makePostgresStore(url: String, logger: Logger) throws -> (store: PostgresConcertStore, service: any Service) {
         // PostgresNIO reports every failed connection attempt at info level; during an outage that
         // is one line per attempt. Readiness, 503 answers and our own warnings tell the story.
         var poolLogger = logger
@@ -95,5 +91,37 @@ extension Backend {
         }, close: { await pool.close() })
         return (RedisWaitingRoom(pool: pool, policy: policy, keyPrefix: keyPrefix), RedisResponseCache(pool: pool, keyPrefix: keyPrefix),
                 RedisRateLimiter(pool: pool, keyPrefix: keyPrefix), [service])
+    }
+}
+
+extension Backend {
+    /// The waiting room, rate limiter and cache in PostgreSQL, on the store's own pool, plus a
+    /// janitor that deletes rate-limit buckets nobody used for a minute.
+    static func makePostgresState(store: PostgresConcertStore, policy: QueuePolicy, clock: WallClock, logger: Logger)
+        -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, services: [any Service]) {
+        let rateLimiter = PostgresRateLimiter(store: store)
+        let janitor = RateLimitJanitor(limiter: rateLimiter, clock: clock, logger: logger)
+        return (PostgresWaitingRoom(store: store, policy: policy), PostgresGenerationCache(store: store), rateLimiter, [janitor])
+    }
+}
+
+/// Every ten seconds, deletes the PostgreSQL rate-limit buckets unused for a minute (each
+/// instance does it; the deletes are idempotent), so the table holds only recent clients.
+struct RateLimitJanitor: Service {
+    let limiter: PostgresRateLimiter
+    let clock: WallClock
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await limiter.purge(unusedSince: clock.now().adding(seconds: -60))
+                } catch {
+                    logger.debug("rate limit purge failed", metadata: ["error": "\(error)"])
+                }
+                try? await Task.sleep(for: .seconds(10))
+            }
+        }
     }
 }

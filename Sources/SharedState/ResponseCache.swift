@@ -47,8 +47,8 @@ public final class InProcessResponseCache: ResponseCache {
     }
 }
 
-/// No cache at all: for several instances on one PostgreSQL without Redis, where an in-process
-/// cache could not be invalidated on the other instances and would serve stale lists.
+/// No cache at all. (It served several instances on PostgreSQL without Redis until
+/// `PostgresGenerationCache` made their invalidations reach each other; nothing wires it now.)
 public struct NoResponseCache: ResponseCache {
     public init() {}
     public func get(namespace: String, key: String, now: Timestamp) async throws -> [UInt8]? { nil }

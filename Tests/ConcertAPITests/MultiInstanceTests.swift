@@ -119,7 +119,8 @@ struct MultiInstanceTests {
         await cluster.stop()
     }
 
-    /// Without Redis nothing is cached, so what one instance writes the others list at once.
+    /// Without Redis each instance caches the list, and an admin write through one drops it on
+    /// all (the generation in PostgreSQL), so what one instance writes the others list at once.
     @Test(.enabled(if: serversAreConfigured)) func instancesOnPostgresAloneNeverServeAStaleList() async throws {
         let cluster = try await startCluster(count: 2, redis: false, environment: [:])
         do {

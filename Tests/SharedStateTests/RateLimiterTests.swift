@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertPostgres
 import ConcertRedis
 import ConcertTestSupport
 import SharedState
@@ -6,7 +7,8 @@ import Testing
 
 let rateLimiterImplementations: [Implementation<any RateLimiter>] = Implementation.all(
     inProcess: { InProcessRateLimiter() },
-    redis: { pool, prefix in RedisRateLimiter(pool: pool, keyPrefix: prefix) }
+    redis: { pool, prefix in RedisRateLimiter(pool: pool, keyPrefix: prefix) },
+    postgres: { store in PostgresRateLimiter(store: store) }
 )
 
 private let t0 = Timestamp(milliseconds: 1_750_000_000_000)

@@ -1,11 +1,13 @@
 import ConcertDomain
+import ConcertPostgres
 import ConcertRedis
 import SharedState
 import Testing
 
 let responseCacheImplementations: [Implementation<any ResponseCache>] = Implementation.all(
     inProcess: { InProcessResponseCache() },
-    redis: { pool, prefix in RedisResponseCache(pool: pool, keyPrefix: prefix) }
+    redis: { pool, prefix in RedisResponseCache(pool: pool, keyPrefix: prefix) },
+    postgres: { store in PostgresGenerationCache(store: store) }
 )
 
 private let t0 = Timestamp(milliseconds: 1_750_000_000_000)

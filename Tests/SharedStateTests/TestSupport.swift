@@ -1,5 +1,6 @@
 import ConcertTestSupport
 import ConcertDomain
+import ConcertPostgres
 import ConcertRedis
 import SharedState
 import Testing
@@ -48,12 +49,12 @@ func redisIsConfiguredWhenRequired() {
 struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
     let name: String
     /// Makes the store, and what to run when the test is done with it.
-    let make: @Sendable () throws -> (store: Store, close: @Sendable () async -> Void)
+    let make: @Sendable () async throws -> (store: Store, close: @Sendable () async -> Void)
 
     var testDescription: String { name }
 
     func with(_ body: (Store) async throws -> Void) async throws {
-        let (store, close) = try make()
+        let (store, close) = try await make()
         do {
             try await body(store)
             await close()
@@ -63,10 +64,18 @@ struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
         }
     }
 
-    /// The in-process implementation, plus the Redis one when a test Redis is configured.
+    /// The in-process implementation, plus the Redis one when a test Redis is configured and
+    /// the PostgreSQL one (on a database of its own, migrated) when a test PostgreSQL is.
     static func all(inProcess: @escaping @Sendable () -> Store,
-                    redis: @escaping @Sendable (RedisConnectionPool, String) -> Store) -> [Implementation] {
+                    redis: @escaping @Sendable (RedisConnectionPool, String) -> Store,
+                    postgres: @escaping @Sendable (PostgresConcertStore) -> Store) -> [Implementation] {
         var implementations = [Implementation(name: "in-process") { (inProcess(), {}) }]
+        if let adminURL = TestServices.postgresURL {
+            implementations.append(Implementation(name: "postgres") {
+                let (store, close) = try await PostgresTestStore.start(adminURL: adminURL)
+                return (postgres(store), close)
+            })
+        }
         if let url = TestEnvironment.redisURL {
             implementations.append(Implementation(name: "redis") {
                 let pool = try RedisConnectionPool(url: url, connections: 4)
@@ -78,5 +87,35 @@ struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
             })
         }
         return implementations
+    }
+}
+
+/// A migrated PostgreSQL store on a database of its own, its pool running until `close`, which
+/// also drops the database.
+enum PostgresTestStore {
+    static func start(adminURL: String, maximumConnections: Int = 20)
+        async throws -> (store: PostgresConcertStore, close: @Sendable () async -> Void) {
+        let database = try await TestDatabase.create(adminURL: adminURL)
+        let store: PostgresConcertStore
+        do {
+            store = try PostgresConcertStore(url: database.url, logger: TestServices.quietLogger,
+                                             options: PostgresStoreOptions(maximumConnections: maximumConnections))
+        } catch {
+            try? await database.drop()
+            throw error
+        }
+        let run = Task { await store.run() }
+        let close: @Sendable () async -> Void = {
+            run.cancel()
+            await run.value
+            try? await database.drop()
+        }
+        do {
+            try await store.migrate()
+        } catch {
+            await close()
+            throw error
+        }
+        return (store, close)
     }
 }

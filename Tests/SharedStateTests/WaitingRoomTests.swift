@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertPostgres
 import ConcertRedis
 import ConcertTestSupport
 import SharedState
@@ -10,7 +11,8 @@ typealias WaitingRoomMaker = @Sendable (QueuePolicy) -> any WaitingRoom
 
 let waitingRoomImplementations: [Implementation<WaitingRoomMaker>] = Implementation.all(
     inProcess: { { policy in InProcessWaitingRoom(policy: policy) } },
-    redis: { pool, prefix in { policy in RedisWaitingRoom(pool: pool, policy: policy, keyPrefix: prefix) } }
+    redis: { pool, prefix in { policy in RedisWaitingRoom(pool: pool, policy: policy, keyPrefix: prefix) } },
+    postgres: { store in { policy in PostgresWaitingRoom(store: store, policy: policy) } }
 )
 
 private let t0 = Timestamp(milliseconds: 1_750_000_000_000)

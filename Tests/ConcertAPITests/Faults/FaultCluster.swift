@@ -8,6 +8,13 @@ import Synchronization
 import Testing
 
 /// PostgreSQL and Redis of the test's own, three instances, nginx in front.
+/// Where the instances of a fault test keep the waiting room, rate limits and cache.
+enum SharedStateSetup: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case redis
+    case postgresAlone = "postgres-alone"
+    var testDescription: String { rawValue }
+}
+
 final class FaultCluster: @unchecked Sendable {
     let postgres: ThrowawayPostgres
     let redis: ThrowawayRedis
@@ -35,8 +42,9 @@ final class FaultCluster: @unchecked Sendable {
 
     /// Starts a cluster (Redis with its append-only file), runs `body` on it, and stops it
     /// whether `body` succeeded or not.
-    static func with(environment: [String: String], _ body: (FaultCluster) async throws -> Void) async throws {
-        let cluster = try await start(redisAppendOnly: true, environment: environment)
+    static func with(_ setup: SharedStateSetup = .redis, environment: [String: String],
+                     _ body: (FaultCluster) async throws -> Void) async throws {
+        let cluster = try await start(redisAppendOnly: true, setup: setup, environment: environment)
         do {
             try await body(cluster)
         } catch {
@@ -46,7 +54,7 @@ final class FaultCluster: @unchecked Sendable {
         await cluster.stop()
     }
 
-    static func start(redisAppendOnly: Bool, environment extra: [String: String]) async throws -> FaultCluster {
+    static func start(redisAppendOnly: Bool, setup: SharedStateSetup = .redis, environment extra: [String: String]) async throws -> FaultCluster {
         let postgres = try await ThrowawayPostgres.start()
         var redis: ThrowawayRedis?
         var instances: [ConcertdProcess] = []
@@ -56,6 +64,8 @@ final class FaultCluster: @unchecked Sendable {
             let database = try await TestDatabase.create(adminURL: postgres.adminURL)
             var environment = ["CONCERT_JWT_SECRET": testSecret, "CONCERT_DATABASE_URL": database.url,
                                "CONCERT_REDIS_URL": redis!.url, "CONCERT_QUEUE_SWEEP_MS": "100"]
+            // PostgreSQL alone: the Redis runs but no instance is told of it.
+            if setup == .postgresAlone { environment["CONCERT_REDIS_URL"] = nil }
             for (key, value) in extra { environment[key] = value }
             let env = environment
             let migrated = await withDeadline(seconds: 60, fallback: nil) { try? await runConcertd(["migrate"], environment: env) }

@@ -1,0 +1,171 @@
+import ConcertDomain
+import ConcertPostgres
+import ConcertTestSupport
+import SharedState
+import Testing
+
+private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
+
+/// What only the PostgreSQL implementations have: several instances (each its own pool, as
+/// separate processes would have) on one database.
+@Suite("PostgreSQL shared state", .enabled(if: TestServices.postgresURL != nil, "CONCERT_TEST_POSTGRES_URL is not set"))
+struct PostgresSharedStateTests {
+    /// Two stores (two pools) on one fresh database, for as long as `body` runs.
+    private func withTwoInstances(_ body: (PostgresConcertStore, PostgresConcertStore) async throws -> Void) async throws {
+        let adminURL = try #require(TestServices.postgresURL)
+        let (first, close) = try await PostgresTestStore.start(adminURL: adminURL)
+        do {
+            let url = TestDatabase(admin: first.url, name: first.url.database).url
+            let second = try PostgresConcertStore(url: url, logger: TestServices.quietLogger)
+            let run = Task { await second.run() }
+            do {
+                try await body(first, second)
+            } catch {
+                run.cancel()
+                await run.value
+                throw error
+            }
+            run.cancel()
+            await run.value
+        } catch {
+            await close()
+            throw error
+        }
+        await close()
+    }
+
+    @Test func twoInstancesServeOneLine() async throws {
+        try await withTwoInstances { storeA, storeB in
+            let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 3600)
+            let instances = [PostgresWaitingRoom(store: storeA, policy: policy), PostgresWaitingRoom(store: storeB, policy: policy)]
+
+            let gate = StartGate(opensWhenArrived: 100)
+            let tickets = try await withThrowingTaskGroup(of: QueueTicket.self) { group in
+                for user in Int64(1)...100 {
+                    group.addTask {
+                        await gate.wait()
+                        return try await instances[Int(user % 2)].join(userId: user, concertId: 4, now: t0).ticket
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(tickets.filter { $0.status == .active }.count == 3)
+            #expect(tickets.filter { $0.status == .waiting }.map(\.position).sorted() == Array(0..<97))
+
+            // A token from one instance is known to the other, and a user's live token is found
+            // whichever instance they come back through.
+            for ticket in tickets {
+                #expect(try await instances[Int((ticket.userId + 1) % 2)].poll(token: ticket.token, now: t0) == ticket)
+            }
+            let (again, created) = try await instances[0].join(userId: 1, concertId: 4, now: t0)
+            #expect(!created)
+            #expect(again.token == tickets.first { $0.userId == 1 }!.token)
+
+            // Ending on one instance admits the head for everyone at once.
+            let active = tickets.first { $0.status == .active }!
+            let head = tickets.first { $0.status == .waiting && $0.position == 0 }!
+            #expect(try await instances[1].end(token: active.token, now: t0))
+            #expect(try await instances[0].poll(token: head.token, now: t0)?.status == .active)
+            #expect(try await instances[0].counts(concertId: 4, now: t0) == (96, 3))
+
+            // Both instances sweeping at once, when every ACTIVE token has run out: exactly three
+            // are admitted, the next three in line (no slot given twice, none lost).
+            let later = t0.adding(seconds: 600)
+            let sweepGate = StartGate(opensWhenArrived: 20)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for index in 0..<20 {
+                    group.addTask {
+                        await sweepGate.wait()
+                        try await instances[index % 2].sweep(now: later)
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await instances[1].counts(concertId: 4, now: later) == (93, 3))
+            let waitingInOrder = tickets.filter { $0.status == .waiting }.sorted { $0.position < $1.position }
+            for (index, ticket) in waitingInOrder.enumerated().dropFirst() {
+                let polled = try await instances[index % 2].poll(token: ticket.token, now: later)
+                if index <= 3 {
+                    #expect(polled?.status == .active, "the next in line is admitted")
+                } else {
+                    #expect(polled?.position == index - 4, "and the rest moved up")
+                }
+            }
+        }
+    }
+
+    /// Positions stay exact across the 512-arrival buckets as waiters leave from anywhere.
+    @Test func positionsAreExactAcrossBuckets() async throws {
+        try await withTwoInstances { storeA, storeB in
+            let policy = QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 3600)
+            let rooms = [PostgresWaitingRoom(store: storeA, policy: policy), PostgresWaitingRoom(store: storeB, policy: policy)]
+            let users = 1300
+            var tokens: [String] = []
+            for user in 1...users {
+                tokens.append(try await rooms[user % 2].join(userId: Int64(user), concertId: 9, now: t0).ticket.token)
+            }
+            // Leave from the middle of several buckets and at their edges.
+            let leaving: Set<Int> = [5, 511, 512, 513, 700, 1023, 1024, 1025, 1200, users - 1]
+            for index in leaving.sorted() { #expect(try await rooms[index % 2].end(token: tokens[index], now: t0)) }
+            var expected = 0
+            for index in 1..<users where !leaving.contains(index) {
+                #expect(try await rooms[index % 2].poll(token: tokens[index], now: t0)?.position == expected, "waiter \(index)")
+                expected += 1
+            }
+            #expect(try await rooms[0].counts(concertId: 9, now: t0) == (users - 1 - leaving.count, 1))
+        }
+    }
+
+    @Test func aCacheInvalidationReachesEveryInstance() async throws {
+        try await withTwoInstances { storeA, storeB in
+            let a = PostgresGenerationCache(store: storeA), b = PostgresGenerationCache(store: storeB)
+            let later = t0.adding(seconds: 60)
+            try await a.set(namespace: "concerts", key: "list", value: [1], expiresAt: later, now: t0)
+            try await b.set(namespace: "concerts", key: "list", value: [2], expiresAt: later, now: t0)
+            try await a.set(namespace: "schedules:1", key: "future", value: [3], expiresAt: later, now: t0)
+            #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == [1])
+            #expect(try await b.get(namespace: "concerts", key: "list", now: t0) == [2])
+
+            try await b.invalidate(namespace: "concerts")
+            #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == nil, "dropped on the other instance too")
+            #expect(try await b.get(namespace: "concerts", key: "list", now: t0) == nil)
+            #expect(try await a.get(namespace: "schedules:1", key: "future", now: t0) == [3], "other namespaces stay")
+            try await a.set(namespace: "concerts", key: "list", value: [4], expiresAt: later, now: t0)
+            #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == [4])
+        }
+    }
+
+    @Test func instancesDrawFromOneRateLimitBucket() async throws {
+        try await withTwoInstances { storeA, storeB in
+            let limiters = [PostgresRateLimiter(store: storeA), PostgresRateLimiter(store: storeB)]
+            let gate = StartGate(opensWhenArrived: 60)
+            let allowed = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for index in 0..<60 {
+                    group.addTask {
+                        await gate.wait()
+                        return try await limiters[index % 2].acquire(key: "user:1", limit: 10, now: t0) == nil
+                    }
+                }
+                return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(allowed == 10)
+            #expect(try await limiters[0].purge(unusedSince: t0.adding(seconds: 1)) == 1)
+            #expect(try await limiters[1].acquire(key: "user:1", limit: 10, now: t0) == nil, "a purged bucket is a full one")
+        }
+    }
+
+    @Test func aDatabaseThatCannotBeReachedIsSharedStateUnavailable() async throws {
+        let closed = try SilentServer(listening: false)
+        let store = try PostgresConcertStore(
+            url: "postgres://nobody@127.0.0.1:\(closed.port)/none", logger: TestServices.quietLogger,
+            options: PostgresStoreOptions(connectTimeout: .milliseconds(300), connectionWaitLimit: .milliseconds(500)))
+        let run = Task { await store.run() }
+        let room = PostgresWaitingRoom(store: store, policy: QueuePolicy())
+        await #expect(throws: SharedStateUnavailable.self) { _ = try await room.poll(token: QueueToken.make(concertId: 1), now: t0) }
+        await #expect(throws: SharedStateUnavailable.self) {
+            _ = try await PostgresRateLimiter(store: store).acquire(key: "k", limit: 1, now: t0)
+        }
+        run.cancel()
+        await run.value
+    }
+}

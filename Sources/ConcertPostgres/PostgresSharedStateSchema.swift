@@ -183,6 +183,10 @@ enum PostgresSharedStateSchema {
           v_user BIGINT;
           v_until BIGINT;
         BEGIN
+          -- The waiting room and rate limits are as durable as Redis with appendfsync everysec:
+          -- their commits are not waited for, so a poll costs no WAL flush (a crash may forget
+          -- the last moment's polls, joins or admissions; never a sale, a payment or a hold).
+          PERFORM set_config('synchronous_commit', 'off', true);
           PERFORM concertd_queue_advance_if_needed(p_concert, p_now, p_max, p_active_ms, p_idle_ms);
           UPDATE queue_tokens SET last_seen = greatest(last_seen, p_now)
             WHERE token = p_token AND concert_id = p_concert AND status = 'WAITING' AND last_seen + p_idle_ms > p_now
@@ -235,6 +239,10 @@ enum PostgresSharedStateSchema {
           v_last_seen BIGINT;
           v_sequence BIGINT;
         BEGIN
+          -- The waiting room and rate limits are as durable as Redis with appendfsync everysec:
+          -- their commits are not waited for, so a poll costs no WAL flush (a crash may forget
+          -- the last moment's polls, joins or admissions; never a sale, a payment or a hold).
+          PERFORM set_config('synchronous_commit', 'off', true);
           INSERT INTO queue_lines (concert_id) VALUES (p_concert) ON CONFLICT (concert_id) DO NOTHING;
           PERFORM 1 FROM queue_lines WHERE concert_id = p_concert FOR UPDATE;
           PERFORM concertd_queue_advance(p_concert, p_now, p_max, p_active_ms, p_idle_ms);
@@ -270,6 +278,10 @@ enum PostgresSharedStateSchema {
           v_status TEXT;
           v_sequence BIGINT;
         BEGIN
+          -- The waiting room and rate limits are as durable as Redis with appendfsync everysec:
+          -- their commits are not waited for, so a poll costs no WAL flush (a crash may forget
+          -- the last moment's polls, joins or admissions; never a sale, a payment or a hold).
+          PERFORM set_config('synchronous_commit', 'off', true);
           IF NOT EXISTS (SELECT 1 FROM queue_tokens WHERE token = p_token AND concert_id = p_concert) THEN
             RETURN false;
           END IF;
@@ -298,6 +310,10 @@ enum PostgresSharedStateSchema {
           v_swept_at BIGINT;
           v_left BIGINT[];
         BEGIN
+          -- The waiting room and rate limits are as durable as Redis with appendfsync everysec:
+          -- their commits are not waited for, so a poll costs no WAL flush (a crash may forget
+          -- the last moment's polls, joins or admissions; never a sale, a payment or a hold).
+          PERFORM set_config('synchronous_commit', 'off', true);
           SELECT idle_swept_at INTO v_swept_at FROM queue_lines WHERE concert_id = p_concert FOR UPDATE SKIP LOCKED;
           IF NOT FOUND THEN RETURN; END IF;
           PERFORM concertd_queue_advance(p_concert, p_now, p_max, p_active_ms, p_idle_ms);
@@ -324,6 +340,10 @@ enum PostgresSharedStateSchema {
                                               p_idle_ms BIGINT) RETURNS TABLE (o_waiting BIGINT, o_active BIGINT)
         LANGUAGE plpgsql AS $$
         BEGIN
+          -- The waiting room and rate limits are as durable as Redis with appendfsync everysec:
+          -- their commits are not waited for, so a poll costs no WAL flush (a crash may forget
+          -- the last moment's polls, joins or admissions; never a sale, a payment or a hold).
+          PERFORM set_config('synchronous_commit', 'off', true);
           PERFORM concertd_queue_advance_if_needed(p_concert, p_now, p_max, p_active_ms, p_idle_ms);
           RETURN QUERY SELECT l.waiting_count, l.active_count FROM queue_lines l WHERE l.concert_id = p_concert;
         END
@@ -349,6 +369,10 @@ enum PostgresSharedStateSchema {
           v_updated_at BIGINT;
           v_wait BIGINT;
         BEGIN
+          -- The waiting room and rate limits are as durable as Redis with appendfsync everysec:
+          -- their commits are not waited for, so a poll costs no WAL flush (a crash may forget
+          -- the last moment's polls, joins or admissions; never a sale, a payment or a hold).
+          PERFORM set_config('synchronous_commit', 'off', true);
           INSERT INTO rate_limit_buckets (key, tokens, updated_at) VALUES (p_key, p_limit, p_now)
             ON CONFLICT (key) DO NOTHING;
           SELECT tokens, updated_at INTO v_tokens, v_updated_at FROM rate_limit_buckets WHERE key = p_key FOR UPDATE;

@@ -422,8 +422,8 @@ class Bench:
             admin = admin_token(self.concertd)
             note = "GET /v1/concerts, default CONCERT_CACHE_TTL_MS=5000"
             if engine == "postgres":
-                note += ("; PostgreSQL without Redis keeps no response cache (instances could not drop each "
-                         "other's entries), so this measures the uncached path")
+                note += ("; PostgreSQL alone: bodies in process, checked against a generation row in PostgreSQL "
+                         "on every read (so that every instance sees an invalidation at once)")
             self.scenario("concert list, cache on", engine, m, "get.lua", env={"BENCH_PATH": "/v1/concerts"},
                           ceiling="healthz", note=note)
             if engine == "postgres+redis":

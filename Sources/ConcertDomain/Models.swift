@@ -193,6 +193,7 @@ public struct PaymentReceipt: Sendable, Equatable {
 public enum PointEntryType: String, Sendable, Codable {
     case charge = "CHARGE"
     case payment = "PAYMENT"
+    case refund = "REFUND"
 }
 
 /// One line of a wallet's append-only history. Charges are positive, payments negative, so the

@@ -107,6 +107,18 @@ enum PostgresMigrations {
         ]),
         Migration(version: 2, name: "write_functions", statements: PostgresWriteFunctions.statements),
         Migration(version: 3, name: "create_shared_state", statements: PostgresSharedStateSchema.statements),
+        // After the sale (refunds, cancelled dates): a payment can be REFUNDED, a schedule
+        // cancelled, and the history gains REFUND entries.
+        Migration(version: 4, name: "after_sale_columns", statements: [
+            """
+            ALTER TABLE payments
+              ADD COLUMN status TEXT NOT NULL DEFAULT 'PAID' CHECK (status IN ('PAID', 'REFUNDED')),
+              ADD COLUMN refunded_at BIGINT
+            """,
+            "ALTER TABLE schedules ADD COLUMN cancelled_at BIGINT",
+            "ALTER TABLE point_entries DROP CONSTRAINT point_entries_type_check",
+            "ALTER TABLE point_entries ADD CONSTRAINT point_entries_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND'))",
+        ]),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

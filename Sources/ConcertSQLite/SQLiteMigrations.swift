@@ -80,6 +80,31 @@ enum SQLiteMigrations {
                 );
                 """)
         }
+        // After the sale (refunds, cancelled dates): a payment can be REFUNDED, a schedule
+        // cancelled, and the history gains REFUND entries. SQLite cannot change a CHECK
+        // constraint in place, so point_entries is rebuilt with the wider one.
+        migrator.registerMigration("002_after_sale_columns") { db in
+            try db.execute(sql: """
+                ALTER TABLE payments ADD COLUMN status TEXT NOT NULL DEFAULT 'PAID'
+                  CHECK (status IN ('PAID', 'REFUNDED'));
+                ALTER TABLE payments ADD COLUMN refunded_at INTEGER;
+                ALTER TABLE schedules ADD COLUMN cancelled_at INTEGER;
+
+                CREATE TABLE point_entries_new (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT,
+                  user_id INTEGER NOT NULL REFERENCES users (id),
+                  type TEXT NOT NULL CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND')),
+                  amount INTEGER NOT NULL,
+                  balance_after INTEGER NOT NULL CHECK (balance_after >= 0),
+                  created_at INTEGER NOT NULL
+                );
+                INSERT INTO point_entries_new (id, user_id, type, amount, balance_after, created_at)
+                  SELECT id, user_id, type, amount, balance_after, created_at FROM point_entries;
+                DROP TABLE point_entries;
+                ALTER TABLE point_entries_new RENAME TO point_entries;
+                CREATE INDEX point_entries_user ON point_entries (user_id, id);
+                """)
+        }
         return migrator
     }
 }

@@ -119,6 +119,10 @@ enum PostgresMigrations {
             "ALTER TABLE point_entries DROP CONSTRAINT point_entries_type_check",
             "ALTER TABLE point_entries ADD CONSTRAINT point_entries_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND'))",
         ]),
+        // Refunds and cancelled dates: the uncapped balance CHECK, REFUND entries naming their
+        // payment, `concertd_refund`, `concertd_cancel_schedule`, and holds and payments that a
+        // cancelled schedule refuses (see `PostgresAfterSaleFunctions`).
+        Migration(version: 6, name: "refunds_and_cancelled_dates", statements: PostgresAfterSaleFunctions.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -151,6 +151,25 @@ struct PostgresRoundTripTests {
                 userId: 1, key: "k2", claimedAt: now, render: { StoredResponse(status: 200, body: Array("{\"balance\":\($0)}".utf8)) }))
         }
         #expect(balance == 450)
+
+        // Refunds and cancelled dates (migration 6).
+        _ = try await counted("claim of a refund's key") {
+            try await store.claim(userId: 1, key: "k3", fingerprint: "r", now: now, leaseMilliseconds: 10_000, retentionMilliseconds: 86_400_000)
+        }
+        let refunded = try await counted("refund with a key") {
+            try await store.refund(userId: 1, paymentId: receipt.payment.id, now: now, rules: rules, idempotency: IdempotentCompletion(
+                userId: 1, key: "k3", claimedAt: now, render: { StoredResponse(status: 201, body: Array("{\"id\":\($0.entryId),\"balance\":\($0.balance)}".utf8)) }))
+        }
+        #expect(refunded.balance == 550)
+        await countedRefusal("second refund", .paymentAlreadyRefunded) {
+            _ = try await store.refund(userId: 1, paymentId: receipt.payment.id, now: now, rules: rules, idempotency: nil)
+        }
+        let again = try await counted("hold") { try await store.hold(hold(1, 1)) }
+        _ = try await counted("payment") { try await store.pay(userId: 1, reservationId: again.id, now: now, idempotency: nil) }
+        _ = try await counted("hold") { try await store.hold(hold(2, 3)) }
+        let cancellation = try await counted("cancel of a date") { try await store.cancelSchedule(id: schedule.id, now: now) }
+        #expect(cancellation.refunded == 1 && cancellation.released == 1)
+        _ = try await counted("repeated cancel of a date") { try await store.cancelSchedule(id: schedule.id, now: now) }
         }
     }
 }

@@ -16,8 +16,20 @@ struct PaymentsController {
         var reservationId: Int64
     }
 
-    /// A refund takes no fields; an empty body and `{}` mean the same.
-    struct RefundRequestBody: Decodable {}
+    /// A refund takes no fields; an empty body and `{}` mean the same. Anything but a JSON object
+    /// is refused (400): a synthesized `Decodable` with no fields would accept any JSON value.
+    struct RefundRequestBody: Decodable {
+        init() {}
+        init(from decoder: any Decoder) throws {
+            _ = try decoder.container(keyedBy: AnyKey.self)
+        }
+        private struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+    }
 
     func addRoutes(to routes: inout Routes) {
         routes.add(.post, "/v1/payments", pay)

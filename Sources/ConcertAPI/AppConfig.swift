@@ -75,6 +75,7 @@ extension AppConfig {
         if let value = try int("CONCERT_QUEUE_IDLE_SECONDS", 1...86_400) { config.queue.idleMilliseconds = value * 1000 }
         if let value = try int("CONCERT_MAX_HOLDS_PER_USER", 1...1000) { config.rules.maxHoldsPerUser = Int(value) }
         if let value = try int("CONCERT_MAX_CHARGE", 1...BookingRules.maxBalance) { config.rules.maxCharge = value }
+        if let value = try int("CONCERT_REFUND_CUTOFF_SECONDS", 0...(10 * 365 * 86_400)) { config.rules.refundCutoffMilliseconds = value * 1000 }
         if let value = try int("CONCERT_RATE_LIMIT_PER_USER", 0...1_000_000) { config.rateLimitPerUser = Int(value) }
         if let value = try int("CONCERT_RATE_LIMIT_PER_IP", 0...1_000_000) { config.rateLimitPerIP = Int(value) }
         if let value = try int("CONCERT_CACHE_TTL_MS", 0...3_600_000) { config.cacheTTLMilliseconds = value }

@@ -7,6 +7,7 @@ enum BusinessMetrics {
     static func hold(_ outcome: String) { Counter(label: "concertd_holds_total", dimensions: [("outcome", outcome)]).increment() }
     static func payment(_ outcome: String) { Counter(label: "concertd_payments_total", dimensions: [("outcome", outcome)]).increment() }
     static func charge(_ outcome: String) { Counter(label: "concertd_charges_total", dimensions: [("outcome", outcome)]).increment() }
+    static func refund(_ outcome: String) { Counter(label: "concertd_refunds_total", dimensions: [("outcome", outcome)]).increment() }
 
     /// The outcome label of a failed operation: the contract code for domain failures.
     static func outcome(of error: any Error) -> String {

@@ -33,7 +33,8 @@ struct Dependencies: Sendable {
         ReservationsController(store: store, cache: cache, clock: clock, rules: config.rules)
             .addRoutes(to: &routes)
         PointsController(store: store, clock: clock, rules: config.rules).addRoutes(to: &routes)
-        PaymentsController(store: store, waitingRoom: waitingRoom, tokenClaims: tokenClaims, gate: queueGate, clock: clock).addRoutes(to: &routes)
+        PaymentsController(store: store, waitingRoom: waitingRoom, tokenClaims: tokenClaims, cache: cache, gate: queueGate,
+                           clock: clock, rules: config.rules).addRoutes(to: &routes)
         AdminController(store: store, waitingRoom: waitingRoom, cache: cache, clock: clock).addRoutes(to: &routes)
         return routes
     }

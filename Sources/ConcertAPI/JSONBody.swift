@@ -9,6 +9,11 @@ enum JSONBody {
     static let maxBytes = 64 * 1024
 
     static func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        try await decode(type, from: request, orIfEmpty: nil)
+    }
+
+    /// For an endpoint whose body is optional: no body at all reads as `empty`.
+    static func decode<T: Decodable>(_ type: T.Type, from request: Request, orIfEmpty empty: T?) async throws -> T {
         if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBytes {
             throw APIError.payloadTooLarge
         }
@@ -22,7 +27,10 @@ enum JSONBody {
             throw APIError.payloadTooLarge
         }
         guard buffer.readableBytes <= maxBytes else { throw APIError.payloadTooLarge }
-        guard buffer.readableBytes > 0 else { throw APIError.malformedRequest("a JSON body is required") }
+        guard buffer.readableBytes > 0 else {
+            if let empty { return empty }
+            throw APIError.malformedRequest("a JSON body is required")
+        }
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
         } catch let error as DomainError {

@@ -99,6 +99,12 @@ extension Problem {
             self.init(status: .unprocessableContent, code: "INVALID_AMOUNT", title: "Invalid amount", detail: detail)
         case .paymentNotFound:
             self.init(status: .notFound, code: "PAYMENT_NOT_FOUND", title: "Payment not found", detail: "You have no payment with this id.")
+        case .refundNotAllowed:
+            self.init(status: .conflict, code: "REFUND_NOT_ALLOWED", title: "Refund not allowed",
+                      detail: "Refunds close CONCERT_REFUND_CUTOFF_SECONDS before the schedule starts.")
+        case .paymentAlreadyRefunded:
+            self.init(status: .conflict, code: "PAYMENT_ALREADY_REFUNDED", title: "Payment already refunded",
+                      detail: "This payment has already been refunded.")
         case .queueTokenMissing:
             self.init(status: .unauthorized, code: "QUEUE_TOKEN_MISSING", title: "Queue token missing",
                       detail: "This endpoint needs an ACTIVE waiting-room token in the Queue-Token header.")

@@ -101,12 +101,14 @@ struct PointHistoryBody: Encodable {
     var entries: [PointEntryBody]
 }
 
+/// A payment; `status` and `refundedAt` are always present (`refundedAt` null while PAID).
 struct PaymentBody: Encodable {
     var id: Int64
     var reservationId: Int64
     var amount: Int64
-    var status = "PAID"
+    var status: PaymentStatus
     var paidAt: WireTime
+    var refundedAt: WireTime?
     /// The wallet balance right after the payment (only in the answer to the payment itself).
     var balance: Int64?
 
@@ -114,9 +116,50 @@ struct PaymentBody: Encodable {
         id = payment.id
         reservationId = payment.reservationId
         amount = payment.amount
+        status = payment.status
         paidAt = WireTime(payment.paidAt)
+        refundedAt = payment.refundedAt.map(WireTime.init)
         self.balance = balance
     }
+
+    private enum CodingKeys: String, CodingKey { case id, reservationId, amount, status, paidAt, refundedAt, balance }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(reservationId, forKey: .reservationId)
+        try container.encode(amount, forKey: .amount)
+        try container.encode(status, forKey: .status)
+        try container.encode(paidAt, forKey: .paidAt)
+        try container.encode(refundedAt, forKey: .refundedAt)
+        try container.encodeIfPresent(balance, forKey: .balance)
+    }
+}
+
+/// The answer to a refund; `id` is the refund's (its REFUND history entry's) id.
+struct RefundBody: Encodable {
+    var id: Int64
+    var paymentId: Int64
+    var reservationId: Int64
+    var amount: Int64
+    var refundedAt: WireTime
+    var balance: Int64
+
+    init(_ receipt: RefundReceipt) {
+        id = receipt.entryId
+        paymentId = receipt.paymentId
+        reservationId = receipt.reservationId
+        amount = receipt.amount
+        refundedAt = WireTime(receipt.refundedAt)
+        balance = receipt.balance
+    }
+}
+
+/// What cancelling a schedule did.
+struct ScheduleCancellationBody: Encodable {
+    var scheduleId: Int64
+    var refunded: Int
+    var released: Int
 }
 
 /// A queue token's state; `activeUntil` is always present, `null` while WAITING.

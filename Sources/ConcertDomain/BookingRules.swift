@@ -4,12 +4,19 @@ public struct BookingRules: Sendable, Equatable {
     public var holdMilliseconds: Int64
     public var maxHoldsPerUser: Int
     public var maxCharge: Int64
+    /// Refunds are refused from this long before a schedule starts, in milliseconds.
+    public var refundCutoffMilliseconds: Int64
+    /// The most a charge may bring a balance to. Refunds are not bound by it (a refund gives back
+    /// what was paid, even when later charges filled the wallet up to it), so the schema's CHECK
+    /// only keeps balances non-negative.
     public static let maxBalance: Int64 = 1_000_000_000
 
-    public init(holdSeconds: Int64 = 300, maxHoldsPerUser: Int = 4, maxCharge: Int64 = 10_000_000) {
+    public init(holdSeconds: Int64 = 300, maxHoldsPerUser: Int = 4, maxCharge: Int64 = 10_000_000,
+                refundCutoffSeconds: Int64 = 86_400) {
         self.holdMilliseconds = holdSeconds * 1000
         self.maxHoldsPerUser = maxHoldsPerUser
         self.maxCharge = maxCharge
+        self.refundCutoffMilliseconds = refundCutoffSeconds * 1000
     }
 }
 
@@ -60,5 +67,28 @@ public enum WalletPolicy {
 
     public static func checkPayment(price: Int64, balance: Int64) throws(DomainError) {
         guard balance >= price else { throw .insufficientPoints(balance: balance, price: price) }
+    }
+}
+
+/// Refund rules: which payments can be given back, and until when.
+///
+/// Two homes, as for `HoldPolicy`: the SQLite store calls `checkRefundable` inside its
+/// transaction; the PostgreSQL store's `concertd_refund` (migration 6, `PostgresAfterSaleFunctions`)
+/// applies the same two checks under the payment's row lock and answers an outcome code, which
+/// the store turns into the same errors. Cancelling a schedule refunds every paid seat whatever
+/// the cutoff (`concertd_cancel_schedule`), and a cancelled schedule refuses holds and payments
+/// inside the SQL functions, since instances cache schedules.
+public enum RefundPolicy {
+    /// The last instant (exclusive) at which a payment for a schedule starting at `startsAt` may
+    /// be refunded.
+    public static func deadline(startsAt: Timestamp, rules: BookingRules) -> Timestamp {
+        startsAt.adding(milliseconds: -rules.refundCutoffMilliseconds)
+    }
+
+    /// A payment already refunded says so first; otherwise the cutoff decides.
+    public static func checkRefundable(_ payment: Payment, startsAt: Timestamp, now: Timestamp,
+                                       rules: BookingRules) throws(DomainError) {
+        guard payment.status == .paid else { throw .paymentAlreadyRefunded }
+        guard now < deadline(startsAt: startsAt, rules: rules) else { throw .refundNotAllowed }
     }
 }

@@ -16,6 +16,9 @@ public enum DomainError: Error, Equatable, Sendable {
     case insufficientPoints(balance: Int64, price: Int64)
     case invalidAmount(String)
     case paymentNotFound
+    /// The refund cutoff before the schedule's start has passed.
+    case refundNotAllowed
+    case paymentAlreadyRefunded
     case queueTokenMissing
     case queueTokenInvalid
     case queueTokenNotActive

@@ -163,18 +163,29 @@ public struct Reservation: Sendable, Equatable {
     }
 }
 
+public enum PaymentStatus: String, Sendable, Codable {
+    case paid = "PAID"
+    case refunded = "REFUNDED"
+}
+
 public struct Payment: Sendable, Equatable {
     public var id: Int64
     public var userId: Int64
     public var reservationId: Int64
     public var amount: Int64
     public var paidAt: Timestamp
-    public init(id: Int64, userId: Int64, reservationId: Int64, amount: Int64, paidAt: Timestamp) {
+    public var status: PaymentStatus
+    /// When the points went back; nil while PAID.
+    public var refundedAt: Timestamp?
+    public init(id: Int64, userId: Int64, reservationId: Int64, amount: Int64, paidAt: Timestamp,
+                status: PaymentStatus = .paid, refundedAt: Timestamp? = nil) {
         self.id = id
         self.userId = userId
         self.reservationId = reservationId
         self.amount = amount
         self.paidAt = paidAt
+        self.status = status
+        self.refundedAt = refundedAt
     }
 }
 
@@ -190,13 +201,52 @@ public struct PaymentReceipt: Sendable, Equatable {
     }
 }
 
+/// A refund together with the wallet balance right after it.
+public struct RefundReceipt: Sendable, Equatable {
+    /// The refund's id: that of its REFUND history entry.
+    public var entryId: Int64
+    public var paymentId: Int64
+    public var reservationId: Int64
+    public var amount: Int64
+    public var refundedAt: Timestamp
+    public var balance: Int64
+    public var scheduleId: Int64
+    public var concertId: Int64
+    public init(entryId: Int64, paymentId: Int64, reservationId: Int64, amount: Int64, refundedAt: Timestamp, balance: Int64,
+                scheduleId: Int64, concertId: Int64) {
+        self.entryId = entryId
+        self.paymentId = paymentId
+        self.reservationId = reservationId
+        self.amount = amount
+        self.refundedAt = refundedAt
+        self.balance = balance
+        self.scheduleId = scheduleId
+        self.concertId = concertId
+    }
+}
+
+/// What cancelling a schedule did: how many paid seats it refunded and live holds it released
+/// (both 0 when the schedule was already cancelled).
+public struct ScheduleCancellation: Sendable, Equatable {
+    public var scheduleId: Int64
+    public var concertId: Int64
+    public var refunded: Int
+    public var released: Int
+    public init(scheduleId: Int64, concertId: Int64, refunded: Int, released: Int) {
+        self.scheduleId = scheduleId
+        self.concertId = concertId
+        self.refunded = refunded
+        self.released = released
+    }
+}
+
 public enum PointEntryType: String, Sendable, Codable {
     case charge = "CHARGE"
     case payment = "PAYMENT"
     case refund = "REFUND"
 }
 
-/// One line of a wallet's append-only history. Charges are positive, payments negative, so the
+/// One line of a wallet's append-only history. Charges and refunds are positive, payments negative, so the
 /// balance is always the sum of the amounts.
 public struct PointEntry: Sendable, Equatable {
     public var id: Int64

@@ -67,9 +67,11 @@ public final class PostgresConcertStore: ConcertStore {
     let options: PostgresStoreOptions
     let health = ConnectionHealth()
     public let url: PostgresURL
-    /// Schedules with their concerts, by schedule id. Neither is ever changed or deleted once
-    /// written, so an entry never goes stale; a hold checks the booking window from here
-    /// without a round trip.
+    /// Schedules with their concerts, by schedule id. Neither is ever deleted, and what is kept
+    /// here never changes once written, so a hold checks the booking window from here without a
+    /// round trip. A schedule can be cancelled (on any instance): an entry then goes stale, which
+    /// is why `concertd_hold`, `concertd_pay` and the seat map check `cancelled_at` in SQL; a
+    /// cancel on this instance drops its entry at once.
     private let scheduleFacts = Mutex<[Int64: ScheduleFacts]>([:])
     private static let scheduleFactsLimit = 10_000
     private let holdBatcher: WriteBatcher<HoldItem, HoldOutcome>
@@ -157,7 +159,7 @@ public final class PostgresConcertStore: ConcertStore {
             let concerts = try await connection.query("""
                 SELECT \(unescaped: Columns.concert) FROM concerts c
                 WHERE c.booking_opens_at <= \(t) AND c.booking_closes_at > \(t) AND c.id > \(after ?? 0)
-                  AND EXISTS (SELECT 1 FROM schedules s WHERE s.concert_id = c.id AND s.starts_at > \(t))
+                  AND EXISTS (SELECT 1 FROM schedules s WHERE s.concert_id = c.id AND s.starts_at > \(t) AND s.cancelled_at IS NULL)
                 ORDER BY c.id LIMIT \(limit)
                 """, logger: logger).collect().map(Self.concert)
             var changesAt: Int64?
@@ -165,7 +167,7 @@ public final class PostgresConcertStore: ConcertStore {
                 SELECT LEAST(
                   (SELECT MIN(booking_opens_at) FROM concerts WHERE booking_opens_at > \(t)),
                   (SELECT MIN(booking_closes_at) FROM concerts WHERE booking_closes_at > \(t)),
-                  (SELECT MIN(starts_at) FROM schedules WHERE starts_at > \(t)))
+                  (SELECT MIN(starts_at) FROM schedules WHERE starts_at > \(t) AND cancelled_at IS NULL))
                 """, logger: logger).decode(Int64?.self) {
                 changesAt = value
             }
@@ -186,7 +188,7 @@ public final class PostgresConcertStore: ConcertStore {
             SELECT COALESCE(SUM(s.total_seats), 0)::bigint,
                   COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'HELD' AND r.held_until > \(now.milliseconds))), 0)::bigint,
                   COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'CONFIRMED')), 0)::bigint
-                FROM schedules s WHERE s.concert_id = \(concertId) AND s.starts_at > \(now.milliseconds)
+                FROM schedules s WHERE s.concert_id = \(concertId) AND s.starts_at > \(now.milliseconds) AND s.cancelled_at IS NULL
             """)
         guard let row = rows.first else { return SeatCounts(total: 0, held: 0, sold: 0) }
         let (total, held, sold) = try row.decode((Int64, Int64, Int64).self)
@@ -195,7 +197,7 @@ public final class PostgresConcertStore: ConcertStore {
 
     public func hasFutureSchedule(concertId: Int64, now: Timestamp) async throws -> Bool {
         try await first("""
-            SELECT EXISTS (SELECT 1 FROM schedules WHERE concert_id = \(concertId) AND starts_at > \(now.milliseconds))
+            SELECT EXISTS (SELECT 1 FROM schedules WHERE concert_id = \(concertId) AND starts_at > \(now.milliseconds) AND cancelled_at IS NULL)
             """, as: Bool.self) ?? false
     }
 
@@ -206,7 +208,7 @@ public final class PostgresConcertStore: ConcertStore {
               s.total_seats - (SELECT COUNT(*) FROM reservations r
                                WHERE r.schedule_id = s.id AND r.status IN ('HELD', 'CONFIRMED')
                                  AND (r.status = 'CONFIRMED' OR r.held_until > \(t)))
-            FROM schedules s WHERE s.concert_id = \(concertId) AND s.starts_at > \(t)
+            FROM schedules s WHERE s.concert_id = \(concertId) AND s.starts_at > \(t) AND s.cancelled_at IS NULL
             ORDER BY s.starts_at, s.id
             """).map { row in
             let (id, concertId, startsAt, totalSeats, price, available) = try row.decode((Int64, Int64, Int64, Int, Int64, Int64).self)
@@ -225,7 +227,7 @@ public final class PostgresConcertStore: ConcertStore {
         if let known = scheduleFacts.withLock({ $0[id] }) { return known }
         guard let row = try await rows("""
             SELECT \(unescaped: Columns.schedule), \(unescaped: Columns.concert)
-            FROM schedules s JOIN concerts c ON c.id = s.concert_id WHERE s.id = \(id)
+            FROM schedules s JOIN concerts c ON c.id = s.concert_id WHERE s.id = \(id) AND s.cancelled_at IS NULL
             """).first else { return nil }
         let facts = ScheduleFacts(schedule: try Self.schedule(row), concert: try Self.concert(row, offset: 5))
         scheduleFacts.withLock { known in
@@ -243,7 +245,7 @@ public final class PostgresConcertStore: ConcertStore {
                 SELECT \(unescaped: Columns.schedule), r.seat_number, r.status, r.held_until
                 FROM schedules s
                 LEFT JOIN reservations r ON r.schedule_id = s.id AND r.status IN ('HELD', 'CONFIRMED')
-                WHERE s.id = \(scheduleId)
+                WHERE s.id = \(scheduleId) AND s.cancelled_at IS NULL
                 """, logger: logger).collect()
         }
         guard let firstRow = rows.first else { return nil }
@@ -286,6 +288,9 @@ public final class PostgresConcertStore: ConcertStore {
             throw DomainError.seatUnavailable
         case .holdLimitReached:
             throw DomainError.holdLimitReached(limit: request.rules.maxHoldsPerUser)
+        case .scheduleCancelled:
+            scheduleFacts.withLock { _ = $0.removeValue(forKey: request.scheduleId) }
+            throw DomainError.scheduleNotFound
         }
     }
 
@@ -304,6 +309,7 @@ public final class PostgresConcertStore: ConcertStore {
             case ("HELD", let id?): outcomes[Int(item) - 1] = .held(id)
             case ("SEAT_UNAVAILABLE", _): outcomes[Int(item) - 1] = .seatUnavailable
             case ("HOLD_LIMIT_REACHED", _): outcomes[Int(item) - 1] = .holdLimitReached
+            case ("SCHEDULE_NOT_FOUND", _): outcomes[Int(item) - 1] = .scheduleCancelled
             default: throw PostgresStoreError("concertd_hold answered \(outcome)")
             }
         }
@@ -423,11 +429,64 @@ public final class PostgresConcertStore: ConcertStore {
     }
 
     public func payment(id: Int64, userId: Int64) async throws -> Payment? {
-        try await rows("SELECT id, user_id, reservation_id, amount, paid_at FROM payments WHERE id = \(id) AND user_id = \(userId)")
-            .first.map { row in
-                let (id, userId, reservationId, amount, paidAt) = try row.decode((Int64, Int64, Int64, Int64, Int64).self)
-                return Payment(id: id, userId: userId, reservationId: reservationId, amount: amount, paidAt: Timestamp(milliseconds: paidAt))
+        try await rows("""
+            SELECT id, user_id, reservation_id, amount, paid_at, status, refunded_at FROM payments WHERE id = \(id) AND user_id = \(userId)
+            """).first.map { row in
+                let (id, userId, reservationId, amount, paidAt, status, refundedAt) =
+                    try row.decode((Int64, Int64, Int64, Int64, Int64, String, Int64?).self)
+                return Payment(id: id, userId: userId, reservationId: reservationId, amount: amount, paidAt: Timestamp(milliseconds: paidAt),
+                               status: PaymentStatus(rawValue: status) ?? .refunded, refundedAt: refundedAt.map(Timestamp.init(milliseconds:)))
             }
+    }
+
+    // MARK: Refunds and cancelled dates
+
+    public func refund(userId: Int64, paymentId: Int64, now: Timestamp, rules: BookingRules,
+                       idempotency: IdempotentCompletion<RefundReceipt>?) async throws -> RefundReceipt {
+        // What only the write knows (the entry id, the reservation, the amount, the balance after)
+        // is rendered as markers 0...3; see `AnswerTemplate`.
+        let placeholder = RefundReceipt(entryId: AnswerTemplate.marker(0), paymentId: paymentId, reservationId: AnswerTemplate.marker(1),
+                                        amount: AnswerTemplate.marker(2), refundedAt: now, balance: AnswerTemplate.marker(3),
+                                        scheduleId: 0, concertId: 0)
+        let answer = try AnswerTemplate(idempotency, placeholder: placeholder, markers: 4)
+        let logger = self.logger
+        let row = try await autocommit { connection in
+            try await connection.query("""
+                SELECT o_outcome, o_entry, o_reservation, o_amount, o_balance, o_schedule, o_concert
+                FROM concertd_refund(\(userId), \(paymentId), \(now.milliseconds), \(rules.refundCutoffMilliseconds),
+                  \(answer?.key), \(answer?.claimedAt), \(answer?.status), \(answer?.body), \(answer?.marks))
+                """, logger: logger).collect().first
+        }
+        guard let row else { throw PostgresStoreError("concertd_refund answered no row") }
+        let (outcome, entry, reservation, amount, balance, schedule, concert) =
+            try row.decode((String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?).self)
+        switch (outcome, entry, reservation, amount, balance, schedule, concert) {
+        case ("REFUNDED", let entry?, let reservation?, let amount?, let balance?, let schedule?, let concert?):
+            return RefundReceipt(entryId: entry, paymentId: paymentId, reservationId: reservation, amount: amount, refundedAt: now,
+                                 balance: balance, scheduleId: schedule, concertId: concert)
+        case ("PAYMENT_NOT_FOUND", _, _, _, _, _, _): throw DomainError.paymentNotFound
+        case ("PAYMENT_ALREADY_REFUNDED", _, _, _, _, _, _): throw DomainError.paymentAlreadyRefunded
+        case ("REFUND_NOT_ALLOWED", _, _, _, _, _, _): throw DomainError.refundNotAllowed
+        default: throw PostgresStoreError("concertd_refund answered \(outcome)")
+        }
+    }
+
+    public func cancelSchedule(id: Int64, now: Timestamp) async throws -> ScheduleCancellation {
+        let logger = self.logger
+        let row = try await autocommit { connection in
+            try await connection.query("""
+                SELECT o_outcome, o_concert, o_refunded, o_released FROM concertd_cancel_schedule(\(id), \(now.milliseconds))
+                """, logger: logger).collect().first
+        }
+        guard let row else { throw PostgresStoreError("concertd_cancel_schedule answered no row") }
+        let (outcome, concert, refunded, released) = try row.decode((String, Int64?, Int64, Int64).self)
+        scheduleFacts.withLock { _ = $0.removeValue(forKey: id) }
+        switch (outcome, concert) {
+        case ("CANCELLED", let concert?), ("ALREADY_CANCELLED", let concert?):
+            return ScheduleCancellation(scheduleId: id, concertId: concert, refunded: Int(refunded), released: Int(released))
+        case ("SCHEDULE_NOT_FOUND", _): throw DomainError.scheduleNotFound
+        default: throw PostgresStoreError("concertd_cancel_schedule answered \(outcome)")
+        }
     }
 
     // MARK: Idempotency

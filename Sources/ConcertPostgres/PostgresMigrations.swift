@@ -119,7 +119,11 @@ enum PostgresMigrations {
             "ALTER TABLE point_entries DROP CONSTRAINT point_entries_type_check",
             "ALTER TABLE point_entries ADD CONSTRAINT point_entries_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND'))",
         ]),
-        // Versions 5 to 7 are on-sale control, refunds and webhooks. 8: a payment's claim on its
+        // Refunds and cancelled dates: the uncapped balance CHECK, REFUND entries naming their
+        // payment, `concertd_refund`, `concertd_cancel_schedule`, and holds and payments that a
+        // cancelled schedule refuses (see `PostgresAfterSaleFunctions`).
+        Migration(version: 6, name: "refunds_and_cancelled_dates", statements: PostgresAfterSaleFunctions.statements),
+        // 8: a payment's claim on its
         // queue token's end (`PostgresTokenClaims`); unlogged like the rate-limit buckets, since a
         // claim only has to outlive one payment.
         Migration(version: 8, name: "create_queue_token_claims", statements: [

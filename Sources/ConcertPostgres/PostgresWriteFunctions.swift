@@ -2,7 +2,9 @@ import ConcertDomain
 import ConcertStore
 import PostgresNIO
 
-/// The write path as PL/pgSQL functions, installed by migration 2, so that a hold, a charge, a
+/// The write path as PL/pgSQL functions, installed by migration 2 (`concertd_hold` and
+/// `concertd_pay` replaced by migration 6, which refuses a cancelled schedule in them; see
+/// `PostgresAfterSaleFunctions`), so that a hold, a charge, a
 /// payment and a cancel each reach PostgreSQL once: one statement, one implicit transaction, one
 /// commit. Before them a hold was nine round trips and a purchase about 26, and on a durable
 /// database the waits between statements (each holding row locks) were most of a write's time.
@@ -257,9 +259,12 @@ enum HoldOutcome: Sendable, Equatable {
     case held(Int64)
     case seatUnavailable
     case holdLimitReached
+    /// The schedule was cancelled (perhaps on another instance, after this one cached it).
+    case scheduleCancelled
 }
 
-/// A schedule with its concert (neither ever changes once written).
+/// A schedule with its concert (neither changes once written, but a schedule can be cancelled:
+/// see `PostgresConcertStore.scheduleFacts`).
 struct ScheduleFacts: Sendable {
     var schedule: Schedule
     var concert: Concert

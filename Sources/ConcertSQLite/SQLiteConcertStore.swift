@@ -80,14 +80,14 @@ public final class SQLiteConcertStore: ConcertStore {
             let rows = try Row.fetchAll(db, sql: """
                 SELECT \(Columns.concert) FROM concerts c
                 WHERE c.booking_opens_at <= ? AND c.booking_closes_at > ? AND c.id > ?
-                  AND EXISTS (SELECT 1 FROM schedules s WHERE s.concert_id = c.id AND s.starts_at > ?)
+                  AND EXISTS (SELECT 1 FROM schedules s WHERE s.concert_id = c.id AND s.starts_at > ? AND s.cancelled_at IS NULL)
                 ORDER BY c.id LIMIT ?
                 """, arguments: [t, t, after ?? 0, t, limit])
             let changesAt = try Int64.fetchOne(db, sql: """
                 SELECT MIN(x) FROM (
                   SELECT MIN(booking_opens_at) AS x FROM concerts WHERE booking_opens_at > ?
                   UNION ALL SELECT MIN(booking_closes_at) FROM concerts WHERE booking_closes_at > ?
-                  UNION ALL SELECT MIN(starts_at) FROM schedules WHERE starts_at > ?)
+                  UNION ALL SELECT MIN(starts_at) FROM schedules WHERE starts_at > ? AND cancelled_at IS NULL)
                 """, arguments: [t, t, t])
             return ReservableConcertPage(concerts: rows.map(Self.concert), changesAt: changesAt.map(Timestamp.init(milliseconds:)))
         }
@@ -95,7 +95,7 @@ public final class SQLiteConcertStore: ConcertStore {
 
     public func hasFutureSchedule(concertId: Int64, now: Timestamp) async throws -> Bool {
         try await read { db in
-            try Int.fetchOne(db, sql: "SELECT 1 FROM schedules WHERE concert_id = ? AND starts_at > ? LIMIT 1",
+            try Int.fetchOne(db, sql: "SELECT 1 FROM schedules WHERE concert_id = ? AND starts_at > ? AND cancelled_at IS NULL LIMIT 1",
                              arguments: [concertId, now.milliseconds]) != nil
         }
     }
@@ -108,7 +108,7 @@ public final class SQLiteConcertStore: ConcertStore {
                   s.total_seats - (SELECT COUNT(*) FROM reservations r
                                    WHERE r.schedule_id = s.id AND r.status IN ('HELD', 'CONFIRMED')
                                      AND (r.status = 'CONFIRMED' OR r.held_until > ?))
-                FROM schedules s WHERE s.concert_id = ? AND s.starts_at > ?
+                FROM schedules s WHERE s.concert_id = ? AND s.starts_at > ? AND s.cancelled_at IS NULL
                 ORDER BY s.starts_at, s.id
                 """, arguments: [t, concertId, t]).map { row in
                 ScheduleAvailability(schedule: Self.schedule(row), availableSeats: row[5])
@@ -118,14 +118,14 @@ public final class SQLiteConcertStore: ConcertStore {
 
     public func schedule(id: Int64) async throws -> Schedule? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT id, concert_id, starts_at, total_seats, price FROM schedules WHERE id = ?",
+            try Row.fetchOne(db, sql: "SELECT id, concert_id, starts_at, total_seats, price FROM schedules WHERE id = ? AND cancelled_at IS NULL",
                              arguments: [id]).map(Self.schedule)
         }
     }
 
     public func seatMap(scheduleId: Int64, now: Timestamp) async throws -> [Seat]? {
         try await read { db in
-            guard let schedule = try Row.fetchOne(db, sql: "SELECT id, concert_id, starts_at, total_seats, price FROM schedules WHERE id = ?",
+            guard let schedule = try Row.fetchOne(db, sql: "SELECT id, concert_id, starts_at, total_seats, price FROM schedules WHERE id = ? AND cancelled_at IS NULL",
                                                   arguments: [scheduleId]).map(Self.schedule) else { return nil }
             let taken = try Row.fetchAll(db, sql: """
                 SELECT seat_number, status, held_until FROM reservations
@@ -147,7 +147,7 @@ public final class SQLiteConcertStore: ConcertStore {
                 SELECT COALESCE(SUM(s.total_seats), 0),
                   COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'HELD' AND r.held_until > ?)), 0),
                   COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'CONFIRMED')), 0)
-                FROM schedules s WHERE s.concert_id = ? AND s.starts_at > ?
+                FROM schedules s WHERE s.concert_id = ? AND s.starts_at > ? AND s.cancelled_at IS NULL
                 """, arguments: [now.milliseconds, concertId, now.milliseconds])
             return SeatCounts(total: row?[0] ?? 0, held: row?[1] ?? 0, sold: row?[2] ?? 0)
         }
@@ -160,7 +160,7 @@ public final class SQLiteConcertStore: ConcertStore {
         return try await write { db in
             guard let row = try Row.fetchOne(db, sql: """
                 SELECT s.id, s.concert_id, s.starts_at, s.total_seats, s.price, \(Columns.concert)
-                FROM schedules s JOIN concerts c ON c.id = s.concert_id WHERE s.id = ?
+                FROM schedules s JOIN concerts c ON c.id = s.concert_id WHERE s.id = ? AND s.cancelled_at IS NULL
                 """, arguments: [request.scheduleId]) else { throw DomainError.scheduleNotFound }
             let schedule = Self.schedule(row)
             let concert = Self.concert(row, offset: 5)
@@ -261,6 +261,10 @@ public final class SQLiteConcertStore: ConcertStore {
                                              arguments: [reservationId, userId]) else { throw DomainError.reservationNotFound }
             let reservation = Self.reservation(row)
             try HoldPolicy.checkPayable(reservation, now: now)
+            // A live hold on a cancelled schedule cannot exist (the cancel released it in the same
+            // transaction); kept as a guard like PostgreSQL's `concertd_pay`.
+            guard try Int.fetchOne(db, sql: "SELECT 1 FROM schedules WHERE id = ? AND cancelled_at IS NULL",
+                                   arguments: [reservation.scheduleId]) != nil else { throw DomainError.reservationNotHeld }
             let balance = try Int64.fetchOne(db, sql: "SELECT balance FROM users WHERE id = ?", arguments: [userId]) ?? 0
             try WalletPolicy.checkPayment(price: reservation.price, balance: balance)
             let after = balance - reservation.price
@@ -281,11 +285,70 @@ public final class SQLiteConcertStore: ConcertStore {
 
     public func payment(id: Int64, userId: Int64) async throws -> Payment? {
         try await read { db in
-            try Row.fetchOne(db, sql: "SELECT id, user_id, reservation_id, amount, paid_at FROM payments WHERE id = ? AND user_id = ?",
-                             arguments: [id, userId]).map { row in
-                Payment(id: row[0], userId: row[1], reservationId: row[2], amount: row[3], paidAt: Timestamp(milliseconds: row[4]))
-            }
+            try Row.fetchOne(db, sql: """
+                SELECT id, user_id, reservation_id, amount, paid_at, status, refunded_at FROM payments WHERE id = ? AND user_id = ?
+                """, arguments: [id, userId]).map(Self.payment)
         }
+    }
+
+    // MARK: Refunds and cancelled dates
+
+    public func refund(userId: Int64, paymentId: Int64, now: Timestamp, rules: BookingRules,
+                       idempotency: IdempotentCompletion<RefundReceipt>?) async throws -> RefundReceipt {
+        try await write { db in
+            guard let row = try Row.fetchOne(db, sql: """
+                SELECT p.id, p.user_id, p.reservation_id, p.amount, p.paid_at, p.status, p.refunded_at,
+                  r.schedule_id, r.concert_id, s.starts_at
+                FROM payments p JOIN reservations r ON r.id = p.reservation_id JOIN schedules s ON s.id = r.schedule_id
+                WHERE p.id = ? AND p.user_id = ?
+                """, arguments: [paymentId, userId]) else { throw DomainError.paymentNotFound }
+            let payment = Self.payment(row)
+            let scheduleId: Int64 = row[7], concertId: Int64 = row[8]
+            try RefundPolicy.checkRefundable(payment, startsAt: Timestamp(milliseconds: row[9]), now: now, rules: rules)
+            let (entryId, balance) = try Self.giveBack(db, payment, now: now)
+            let receipt = RefundReceipt(entryId: entryId, paymentId: payment.id, reservationId: payment.reservationId,
+                                        amount: payment.amount, refundedAt: now, balance: balance,
+                                        scheduleId: scheduleId, concertId: concertId)
+            if let idempotency { try Self.complete(db, idempotency, with: receipt) }
+            return receipt
+        }
+    }
+
+    public func cancelSchedule(id: Int64, now: Timestamp) async throws -> ScheduleCancellation {
+        try await write { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT concert_id, cancelled_at FROM schedules WHERE id = ?", arguments: [id]) else {
+                throw DomainError.scheduleNotFound
+            }
+            let concertId: Int64 = row[0], cancelledAt: Int64? = row[1]
+            guard cancelledAt == nil else { return ScheduleCancellation(scheduleId: id, concertId: concertId, refunded: 0, released: 0) }
+            try db.execute(sql: "UPDATE schedules SET cancelled_at = ? WHERE id = ?", arguments: [now.milliseconds, id])
+            let paid = try Row.fetchAll(db, sql: """
+                SELECT p.id, p.user_id, p.reservation_id, p.amount, p.paid_at, p.status, p.refunded_at
+                FROM payments p JOIN reservations r ON r.id = p.reservation_id
+                WHERE r.schedule_id = ? AND p.status = 'PAID' ORDER BY p.user_id, p.id
+                """, arguments: [id]).map(Self.payment)
+            for payment in paid { _ = try Self.giveBack(db, payment, now: now) }
+            try db.execute(sql: """
+                UPDATE reservations SET status = 'CANCELLED' WHERE schedule_id = ? AND status = 'HELD' AND held_until > ?
+                """, arguments: [id, now.milliseconds])
+            return ScheduleCancellation(scheduleId: id, concertId: concertId, refunded: paid.count, released: db.changesCount)
+        }
+    }
+
+    /// The writes of one refund: the payment REFUNDED, its reservation CANCELLED, the points back
+    /// (no cap) and the REFUND entry. Returns the entry's id and the balance after.
+    private static func giveBack(_ db: Database, _ payment: Payment, now: Timestamp) throws -> (entryId: Int64, balance: Int64) {
+        try db.execute(sql: "UPDATE payments SET status = 'REFUNDED', refunded_at = ? WHERE id = ?",
+                       arguments: [now.milliseconds, payment.id])
+        try db.execute(sql: "UPDATE reservations SET status = 'CANCELLED' WHERE id = ?", arguments: [payment.reservationId])
+        guard let after = try Int64.fetchOne(db, sql: "UPDATE users SET balance = balance + ? WHERE id = ? RETURNING balance",
+                                             arguments: [payment.amount, payment.userId]) else {
+            throw DomainError.paymentNotFound
+        }
+        try db.execute(sql: """
+            INSERT INTO point_entries (user_id, type, amount, balance_after, created_at, payment_id) VALUES (?, 'REFUND', ?, ?, ?, ?)
+            """, arguments: [payment.userId, payment.amount, after, now.milliseconds, payment.id])
+        return (db.lastInsertedRowID, after)
     }
 
     // MARK: Idempotency
@@ -382,6 +445,13 @@ public final class SQLiteConcertStore: ConcertStore {
 
     private static func schedule(_ row: Row) -> Schedule {
         Schedule(id: row[0], concertId: row[1], startsAt: Timestamp(milliseconds: row[2]), totalSeats: row[3], price: row[4])
+    }
+
+    /// The seven payment columns at the start of the row.
+    private static func payment(_ row: Row) -> Payment {
+        let refundedAt: Int64? = row[6]
+        return Payment(id: row[0], userId: row[1], reservationId: row[2], amount: row[3], paidAt: Timestamp(milliseconds: row[4]),
+                       status: PaymentStatus(rawValue: row[5]) ?? .refunded, refundedAt: refundedAt.map(Timestamp.init(milliseconds:)))
     }
 
     private static func reservation(_ row: Row) -> Reservation {

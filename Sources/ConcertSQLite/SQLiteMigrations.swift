@@ -105,6 +105,24 @@ enum SQLiteMigrations {
                 CREATE INDEX point_entries_user ON point_entries (user_id, id);
                 """)
         }
+        // Refunds and cancelled dates (PostgreSQL migration 6): a refund may bring a balance past
+        // the charge cap, so users is rebuilt with a CHECK that keeps it non-negative only (the
+        // migrator runs with foreign keys off and checks them before it commits); a REFUND entry
+        // names its payment, at most one per payment.
+        migrator.registerMigration("003_refunds") { db in
+            try db.execute(sql: """
+                CREATE TABLE users_new (
+                  id INTEGER PRIMARY KEY,
+                  balance INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0)
+                );
+                INSERT INTO users_new (id, balance) SELECT id, balance FROM users;
+                DROP TABLE users;
+                ALTER TABLE users_new RENAME TO users;
+
+                ALTER TABLE point_entries ADD COLUMN payment_id INTEGER REFERENCES payments (id);
+                CREATE UNIQUE INDEX point_entries_one_refund_per_payment ON point_entries (payment_id) WHERE type = 'REFUND';
+                """)
+        }
         return migrator
     }
 }

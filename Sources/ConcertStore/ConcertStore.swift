@@ -17,6 +17,14 @@ public protocol CatalogStore: Sendable {
     func seatMap(scheduleId: Int64, now: Timestamp) async throws -> [Seat]?
     /// Seats of the concert's future schedules: in all, held at `now`, and sold (operators' view).
     func seatCounts(concertId: Int64, now: Timestamp) async throws -> SeatCounts
+    /// Cancels a schedule for good, in one transaction: marks it cancelled, refunds every PAID
+    /// payment of its seats (whatever the refund cutoff) and cancels every live hold. A schedule
+    /// already cancelled answers 0 refunded and 0 released, so concurrent calls refund each
+    /// seat once. Throws `scheduleNotFound`.
+    ///
+    /// Every read above leaves a cancelled schedule out (`schedule(id:)` and `seatMap` answer
+    /// nil, lists and counts skip it), and holds and payments on it are refused.
+    func cancelSchedule(id: Int64, now: Timestamp) async throws -> ScheduleCancellation
 }
 
 public struct SeatCounts: Sendable, Equatable {
@@ -90,6 +98,12 @@ public protocol PaymentStore: Sendable {
     func pay(userId: Int64, reservationId: Int64, now: Timestamp,
              idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt
     func payment(id: Int64, userId: Int64) async throws -> Payment?
+    /// In one transaction: gives the payment's points back (the charge cap does not apply), marks
+    /// it REFUNDED, cancels its reservation (the seat is AVAILABLE again) and writes a REFUND
+    /// entry. Throws `paymentNotFound` (also for another user's), `paymentAlreadyRefunded`,
+    /// `refundNotAllowed` (see `RefundPolicy`).
+    func refund(userId: Int64, paymentId: Int64, now: Timestamp, rules: BookingRules,
+                idempotency: IdempotentCompletion<RefundReceipt>?) async throws -> RefundReceipt
 }
 
 /// A response kept for an Idempotency-Key.
@@ -172,13 +186,28 @@ public struct Invariant: Sendable, Equatable {
             SELECT COUNT(*) FROM (SELECT schedule_id, seat_number FROM reservations
               WHERE status IN ('HELD', 'CONFIRMED') GROUP BY schedule_id, seat_number HAVING COUNT(*) > 1) doubled
             """),
-        Invariant(name: "every CONFIRMED reservation has exactly one payment", countingSQL: """
+        Invariant(name: "every CONFIRMED reservation has exactly one payment, PAID", countingSQL: """
             SELECT COUNT(*) FROM reservations r WHERE r.status = 'CONFIRMED'
-              AND (SELECT COUNT(*) FROM payments p WHERE p.reservation_id = r.id) <> 1
+              AND (SELECT COUNT(*) FROM payments p WHERE p.reservation_id = r.id AND p.status = 'PAID') <> 1
             """),
-        Invariant(name: "every payment belongs to a CONFIRMED reservation of its payer at its price", countingSQL: """
+        Invariant(name: "every PAID payment belongs to a CONFIRMED reservation of its payer at its price", countingSQL: """
             SELECT COUNT(*) FROM payments p LEFT JOIN reservations r ON r.id = p.reservation_id
-              WHERE r.id IS NULL OR r.status <> 'CONFIRMED' OR r.user_id <> p.user_id OR r.price <> p.amount
+              WHERE r.id IS NULL OR r.user_id <> p.user_id OR r.price <> p.amount
+                OR (p.status = 'PAID' AND r.status <> 'CONFIRMED')
+            """),
+        Invariant(name: "every REFUNDED payment has a CANCELLED reservation, a refund time and exactly one REFUND entry of its amount", countingSQL: """
+            SELECT COUNT(*) FROM payments p JOIN reservations r ON r.id = p.reservation_id
+              WHERE p.status = 'REFUNDED' AND (r.status <> 'CANCELLED' OR p.refunded_at IS NULL
+                OR (SELECT COUNT(*) FROM point_entries e
+                    WHERE e.payment_id = p.id AND e.type = 'REFUND' AND e.user_id = p.user_id AND e.amount = p.amount) <> 1)
+            """),
+        Invariant(name: "every REFUND entry gives back one REFUNDED payment", countingSQL: """
+            SELECT COUNT(*) FROM point_entries e LEFT JOIN payments p ON p.id = e.payment_id
+              WHERE e.type = 'REFUND' AND (p.id IS NULL OR p.status <> 'REFUNDED')
+            """),
+        Invariant(name: "no seat is SOLD (a CONFIRMED reservation) on a cancelled schedule", countingSQL: """
+            SELECT COUNT(*) FROM reservations r JOIN schedules s ON s.id = r.schedule_id
+              WHERE s.cancelled_at IS NOT NULL AND r.status = 'CONFIRMED'
             """),
         Invariant(name: "every balance equals the sum of its history", countingSQL: """
             SELECT COUNT(*) FROM users u

@@ -6,7 +6,7 @@ import Foundation
 import Testing
 
 /// The write path's round trips, counted on the wire (docs/concurrency.md lists them): a hold, a
-/// cancel, a charge and a payment each reach PostgreSQL once, with or without an
+/// cancel, a charge, a payment, a refund and a cancelled date each reach PostgreSQL once, with or without an
 /// `Idempotency-Key`, and so does a first claim of a key. A statement added to any of them makes
 /// this fail.
 @Suite("PostgreSQL round trips per write", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
@@ -98,7 +98,7 @@ struct PostgresRoundTripTests {
         }
     }
 
-    @Test("hold, refused hold, cancel, charge, claim and payment: one round trip each")
+    @Test("hold, refused hold, cancel, charge, claim, payment, refund and a cancelled date: one round trip each")
     func oneRoundTripEach() async throws {
         try await withCountedStore { store, trips, schedule in
         let now = Self.now
@@ -151,6 +151,26 @@ struct PostgresRoundTripTests {
                 userId: 1, key: "k2", claimedAt: now, render: { StoredResponse(status: 200, body: Array("{\"balance\":\($0)}".utf8)) }))
         }
         #expect(balance == 450)
+
+        // Refunds and cancelled dates (migration 6).
+        _ = try await counted("claim of a refund's key") {
+            try await store.claim(userId: 1, key: "k3", fingerprint: "r", now: now, leaseMilliseconds: 10_000, retentionMilliseconds: 86_400_000)
+        }
+        let refunded = try await counted("refund with a key") {
+            // The schedule starts in a day: no cutoff, so that the refund is allowed.
+            try await store.refund(userId: 1, paymentId: receipt.payment.id, now: now, rules: BookingRules(refundCutoffSeconds: 0), idempotency: IdempotentCompletion(
+                userId: 1, key: "k3", claimedAt: now, render: { StoredResponse(status: 201, body: Array("{\"id\":\($0.entryId),\"balance\":\($0.balance)}".utf8)) }))
+        }
+        #expect(refunded.balance == 550)
+        await countedRefusal("second refund", .paymentAlreadyRefunded) {
+            _ = try await store.refund(userId: 1, paymentId: receipt.payment.id, now: now, rules: BookingRules(refundCutoffSeconds: 0), idempotency: nil)
+        }
+        let again = try await counted("hold") { try await store.hold(hold(1, 1)) }
+        _ = try await counted("payment") { try await store.pay(userId: 1, reservationId: again.id, now: now, idempotency: nil) }
+        _ = try await counted("hold") { try await store.hold(hold(2, 3)) }
+        let cancellation = try await counted("cancel of a date") { try await store.cancelSchedule(id: schedule.id, now: now) }
+        #expect(cancellation.refunded == 1 && cancellation.released == 1)
+        _ = try await counted("repeated cancel of a date") { try await store.cancelSchedule(id: schedule.id, now: now) }
         }
     }
 }

@@ -28,6 +28,19 @@ struct AdminController {
         routes.add(.post, "/v1/admin/concerts", createConcert)
         routes.add(.get, "/v1/admin/concerts/{concertId}/stats", stats)
         routes.add(.post, "/v1/admin/concerts/{concertId}/schedules", createSchedule)
+        routes.add(.post, "/v1/admin/schedules/{scheduleId}/cancel", cancelSchedule)
+    }
+
+    /// A date cancelled for good: every paid seat refunded, every live hold released, once
+    /// (`CatalogStore.cancelSchedule`); a repeat answers 0/0. It leaves the concert list and the
+    /// concert's schedule list at once, on every instance sharing the cache.
+    func cancelSchedule(_ request: Request, context: AdminRequestContext) async throws -> Response {
+        let scheduleId = try request.pathId("scheduleId", context: context, orElse: .scheduleNotFound)
+        let cancellation = try await store.cancelSchedule(id: scheduleId, now: clock.now())
+        await CacheAside(cache: cache, logger: context.logger)
+            .invalidate(CacheAside.concertList, CacheAside.schedules(of: cancellation.concertId))
+        return try JSONBody.response(ScheduleCancellationBody(scheduleId: scheduleId, refunded: cancellation.refunded,
+                                                              released: cancellation.released))
     }
 
     func createConcert(_ request: Request, context: AdminRequestContext) async throws -> Response {

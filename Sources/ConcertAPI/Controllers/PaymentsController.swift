@@ -3,21 +3,39 @@ import ConcertStore
 import Hummingbird
 import SharedState
 
-/// Payments [Q] (idempotent) and reading them back.
+/// Payments [Q] (idempotent), reading them back, and refunds (idempotent, no queue token).
 struct PaymentsController {
     let store: any ReservationStore & PaymentStore & IdempotencyStore
     let waitingRoom: any WaitingRoom
     let tokenClaims: any TokenClaims
+    let cache: any ResponseCache
     let gate: QueueGate
     let clock: WallClock
+    let rules: BookingRules
 
     struct PayRequestBody: Decodable {
         var reservationId: Int64
     }
 
+    /// A refund takes no fields; an empty body and `{}` mean the same. Anything but a JSON object
+    /// is refused (400): a synthesized `Decodable` with no fields would accept any JSON value.
+    struct RefundRequestBody: Decodable {
+        init() {}
+        init(from decoder: any Decoder) throws {
+            _ = try decoder.container(keyedBy: AnyKey.self)
+        }
+        private struct AnyKey: CodingKey {
+            var stringValue: String
+            var intValue: Int? { nil }
+            init(stringValue: String) { self.stringValue = stringValue }
+            init?(intValue: Int) { nil }
+        }
+    }
+
     func addRoutes(to routes: inout Routes) {
         routes.add(.post, "/v1/payments", pay)
         routes.add(.get, "/v1/payments/{paymentId}", show)
+        routes.add(.post, "/v1/payments/{paymentId}/refund", refund)
     }
 
     func pay(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
@@ -86,5 +104,26 @@ struct PaymentsController {
         let id = try request.pathId("paymentId", context: context, orElse: .paymentNotFound)
         guard let payment = try await store.payment(id: id, userId: caller.userId) else { throw DomainError.paymentNotFound }
         return try JSONBody.response(PaymentBody(payment, balance: nil))
+    }
+
+    /// The caller's own payment back, in one atomic step (see `PaymentStore.refund`). The
+    /// fingerprint names the payment, so a key used for one payment's refund answers 422 on
+    /// another's.
+    func refund(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
+        let caller = context.identity
+        let id = try request.pathId("paymentId", context: context, orElse: .paymentNotFound)
+        _ = try await JSONBody.decode(RefundRequestBody.self, from: request, orIfEmpty: RefundRequestBody())
+        let idempotency = Idempotency(store: store, clock: clock)
+        return try await idempotency.run(request: request, userId: caller.userId,
+                                         fingerprint: "POST /v1/payments/\(id)/refund") { completion in
+            let receipt = try await BusinessMetrics.recording(BusinessMetrics.refund) {
+                try await store.refund(userId: caller.userId, paymentId: id, now: clock.now(), rules: rules,
+                                       idempotency: completion { receipt in
+                    StoredResponse(status: 201, body: try JSONBody.encode(RefundBody(receipt)))
+                })
+            }
+            await CacheAside(cache: cache, logger: context.logger).invalidate(CacheAside.schedules(of: receipt.concertId))
+            return try JSONBody.response(RefundBody(receipt), status: .created)
+        }
     }
 }

@@ -72,6 +72,16 @@
         startsAt.field, price.field, seatCount.field),
       h("div", { class: "actions" }, scheduleSubmit), scheduleResult);
 
+    // ---- cancel a date (with a confirmation step) ----
+    const cancelField = CT.ui.field({ id: "cs-schedule", label: "Date (schedule) id",
+      hint: "Every paid seat of the date is refunded and every hold released. This cannot be undone.",
+      attrs: { inputmode: "numeric", autocomplete: "off", required: true } });
+    const cancelSubmit = h("button", { type: "submit", class: "button button-danger", "data-action": "cancel-schedule" }, "Cancel this date…");
+    const cancelResult = h("div", { class: "status-area", "aria-live": "polite" });
+    const cancelForm = h("form", { class: "form", novalidate: true, "aria-labelledby": "cs-heading" },
+      h("div", { class: "form-grid" }, cancelField.field),
+      h("div", { class: "actions" }, cancelSubmit), cancelResult);
+
     // ---- live counts ----
     const statsBody = h("tbody");
     const statsNote = h("p", { class: "muted small", "aria-live": "off" });
@@ -94,7 +104,44 @@
       h("section", { class: "panel", "aria-labelledby": "nc-heading" }, h("h2", { id: "nc-heading" }, "New concert"), concertForm),
       h("section", { class: "panel", "aria-labelledby": "ns-heading" }, h("h2", { id: "ns-heading" }, "New date"),
         h("p", { class: "muted small" }, "A concert is on sale while its booking window is open and it has a date in the future."),
-        scheduleForm));
+        scheduleForm),
+      h("section", { class: "panel", "aria-labelledby": "cs-heading" }, h("h2", { id: "cs-heading" }, "Cancel a date"),
+        cancelForm));
+
+    cancelForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      replace(cancelResult);
+      cancelField.setError(null);
+      const check = CT.validate.integer(cancelField.input.value, { min: 1, max: Number.MAX_SAFE_INTEGER, name: "The date id" });
+      if (check.error) {
+        cancelField.setError(check.error);
+        return;
+      }
+      const scheduleId = check.value;
+      const confirmButton = h("button", { type: "button", class: "button button-danger", "data-action": "confirm-cancel-schedule" },
+        "Yes, cancel date #" + scheduleId + " and refund everyone");
+      const keepButton = h("button", { type: "button", class: "button button-secondary", "data-action": "keep-schedule" }, "Keep it");
+      keepButton.addEventListener("click", () => { replace(cancelResult); cancelSubmit.focus(); });
+      confirmButton.addEventListener("click", async () => {
+        let data;
+        try {
+          ({ data } = await CT.ui.busy(confirmButton, "Cancelling…", () =>
+            CT.api("POST", "/v1/admin/schedules/" + scheduleId + "/cancel")));
+        } catch (error) {
+          replace(cancelResult, CT.ui.errorBox(error));
+          return;
+        }
+        cancelField.input.value = "";
+        replace(cancelResult, CT.ui.notice("success", data.refunded === 0 && data.released === 0
+          ? "Date #" + data.scheduleId + " is cancelled; nothing was left to refund or release."
+          : "Cancelled date #" + data.scheduleId + ": refunded " + CT.ui.number(data.refunded) + " paid seat(s) and released " +
+            CT.ui.number(data.released) + " hold(s)."));
+        stats.now();
+      });
+      replace(cancelResult, CT.ui.notice("warning", "Cancel date #" + scheduleId + " for good? Every paid seat is refunded and every hold released.",
+        h("div", { class: "notice-actions" }, confirmButton, keepButton)));
+      confirmButton.focus();
+    });
 
     const scheduleDraft = CT.ui.keepDraft(scheduleForm, "admin.schedule");
     let preferredConcert = CT.store.get("draft.admin.schedule", {})["ns-concert"] || null;

@@ -137,6 +137,8 @@ window.CT = window.CT || {};
     INSUFFICIENT_POINTS: "Not enough points. Charge more points, then pay.",
     INVALID_AMOUNT: "That amount can't be charged: use a whole number from 1 to 10,000,000, and a balance can't pass 1,000,000,000.",
     PAYMENT_NOT_FOUND: "That payment wasn't found.",
+    PAYMENT_ALREADY_REFUNDED: "This payment has already been refunded.",
+    REFUND_NOT_ALLOWED: "Refunds for this date have closed: it starts too soon.",
     QUEUE_TOKEN_MISSING: "You need a place in the line first. Join the line again.",
     QUEUE_TOKEN_INVALID: "Your place in the line is gone (it ran out or was used). Join the line again.",
     QUEUE_TOKEN_NOT_ACTIVE: "It's not your turn yet. Please wait in the line.",

@@ -625,6 +625,9 @@
     }
 
     const payKey = () => "paykey." + CT.auth.userId() + "." + reservationId;
+    // The payment of this reservation, remembered from the payment's answer, for its refund.
+    const paymentKey = () => "payment." + CT.auth.userId() + "." + reservationId;
+    const refundKey = () => "refundkey." + CT.auth.userId() + "." + reservationId;
 
     function render() {
       const r = reservation;
@@ -641,12 +644,14 @@
       if (r.status === "CONFIRMED") {
         parts.push(CT.ui.notice("success", "Paid. Seat " + r.seatNumber + " is yours.",
           h("div", { class: "notice-actions" }, h("a", { href: "#/reservations", class: "button button-small" }, "My reservations"))));
+        const paymentId = CT.store.get(paymentKey());
+        if (Number.isSafeInteger(Number(paymentId)) && Number(paymentId) > 0) parts.push(refundPanel(Number(paymentId)));
         replace(main, ...parts);
         return;
       }
       if (r.status !== "HELD") {
         parts.push(CT.ui.notice("error", r.status === "EXPIRED" ? CT.messageFor(new CT.ApiError({ code: "RESERVATION_EXPIRED" }))
-          : "This hold was cancelled.",
+          : "This reservation was cancelled (a hold let go, a refund, or a cancelled date).",
           h("div", { class: "notice-actions" }, h("a", { href: "#/concert/" + r.concertId, class: "button button-small" }, "Pick a seat again"))));
         replace(main, ...parts);
         return;
@@ -685,6 +690,59 @@
           h("p", null, "Paying takes " + CT.ui.points(r.price) + " from your balance and the seat is yours."),
           h("div", { class: "actions" }, payButton), payResult));
       replace(main, ...parts);
+    }
+
+    /** A refund button with a confirmation step; refunds close a while before the date (the server says when). */
+    function refundPanel(paymentId) {
+      const r = reservation;
+      const result = h("div", { class: "status-area", "aria-live": "polite" });
+      const button = h("button", { type: "button", class: "button button-secondary", "data-action": "refund" },
+        "Refund " + CT.ui.points(r.price) + "…");
+      button.addEventListener("click", () => {
+        const yes = h("button", { type: "button", class: "button button-danger", "data-action": "confirm-refund" },
+          "Yes, refund and give up seat " + r.seatNumber);
+        const no = h("button", { type: "button", class: "button button-secondary", "data-action": "keep-seat" }, "Keep my seat");
+        no.addEventListener("click", () => { replace(result); button.focus(); });
+        yes.addEventListener("click", () => refund(paymentId, yes, result));
+        replace(result, CT.ui.notice("warning", "Refund this payment? " + CT.ui.points(r.price) + " go back to your balance and seat " +
+          r.seatNumber + " is released.", h("div", { class: "notice-actions" }, yes, no)));
+        yes.focus();
+      });
+      return h("section", { class: "panel", "aria-labelledby": "refund-heading" },
+        h("h2", { id: "refund-heading" }, "Refund"),
+        h("p", { class: "muted" }, "You can refund until shortly before the date starts."),
+        h("div", { class: "actions" }, button), result);
+    }
+
+    async function refund(paymentId, button, result) {
+      // One key per refund, kept until a definite answer, so a retry never refunds twice.
+      let key = CT.store.get(refundKey());
+      if (!key) {
+        key = CT.newKey("refund");
+        CT.store.set(refundKey(), key);
+      }
+      let data;
+      try {
+        ({ data } = await CT.ui.busy(button, "Refunding…", () => CT.apiWithRetry("POST", "/v1/payments/" + paymentId + "/refund", {
+          body: {}, idempotencyKey: key,
+        }, { onRetry: () => replace(result, CT.ui.notice("info", "Connection trouble; retrying the refund safely…")) })));
+      } catch (error) {
+        if (!view.alive) return;
+        if (!error.retryable) CT.store.remove(refundKey());
+        if (error.code === "PAYMENT_ALREADY_REFUNDED") {
+          CT.store.remove(paymentKey());
+          load();
+          return;
+        }
+        replace(result, CT.ui.errorBox(error));
+        return;
+      }
+      CT.store.remove(refundKey());
+      CT.store.remove(paymentKey());
+      reservation = Object.assign({}, reservation, { status: "CANCELLED" });
+      render();
+      append(main, CT.ui.notice("success", "Refunded " + CT.ui.points(data.amount) + ". Your balance is now " +
+        CT.ui.points(data.balance) + "."));
     }
 
     async function pay(button, result, setBalance) {
@@ -732,6 +790,7 @@
         return;
       }
       CT.store.remove(payKey());
+      if (Number.isSafeInteger(Number(data.id))) CT.store.set(paymentKey(), Number(data.id));
       fan.dropTicket(r.concertId); // paying ends the turn in line
       reservation = Object.assign({}, r, { status: "CONFIRMED" });
       render();

@@ -3,6 +3,7 @@ import ConcertStore
 import Hummingbird
 import Prometheus
 import SharedState
+import Webhooks
 
 /// What `buildRouter` hands out to the controllers, built once by `buildApplication` and shared
 /// by all requests. Each controller keeps only the parts it uses.
@@ -14,6 +15,7 @@ struct Dependencies: Sendable {
     var authenticator: Authenticator
     var clock: WallClock
     var config: AppConfig
+    var webhookGuard: WebhookAddressGuard
 
     var queueGate: QueueGate { QueueGate(waitingRoom: waitingRoom, clock: clock) }
 
@@ -34,6 +36,7 @@ struct Dependencies: Sendable {
         PointsController(store: store, clock: clock, rules: config.rules).addRoutes(to: &routes)
         PaymentsController(store: store, waitingRoom: waitingRoom, gate: queueGate, clock: clock).addRoutes(to: &routes)
         AdminController(store: store, waitingRoom: waitingRoom, cache: cache, clock: clock).addRoutes(to: &routes)
+        WebhooksController(store: store, guardrail: webhookGuard, clock: clock).addRoutes(to: &routes)
         return routes
     }
 }

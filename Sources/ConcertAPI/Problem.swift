@@ -99,6 +99,8 @@ extension Problem {
             self.init(status: .unprocessableContent, code: "INVALID_AMOUNT", title: "Invalid amount", detail: detail)
         case .paymentNotFound:
             self.init(status: .notFound, code: "PAYMENT_NOT_FOUND", title: "Payment not found", detail: "You have no payment with this id.")
+        case .webhookNotFound:
+            self.init(status: .notFound, code: "WEBHOOK_NOT_FOUND", title: "Webhook not found", detail: "There is no webhook with this id.")
         case .queueTokenMissing:
             self.init(status: .unauthorized, code: "QUEUE_TOKEN_MISSING", title: "Queue token missing",
                       detail: "This endpoint needs an ACTIVE waiting-room token in the Queue-Token header.")

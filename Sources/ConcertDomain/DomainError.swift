@@ -21,4 +21,5 @@ public enum DomainError: Error, Equatable, Sendable {
     case queueTokenNotActive
     case idempotencyKeyReused
     case idempotencyKeyInUse
+    case webhookNotFound
 }

@@ -119,6 +119,9 @@ enum PostgresMigrations {
             "ALTER TABLE point_entries DROP CONSTRAINT point_entries_type_check",
             "ALTER TABLE point_entries ADD CONSTRAINT point_entries_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND'))",
         ]),
+        // Webhooks from a transactional outbox (issue 15); numbers 5 and 6 belong to other
+        // branches. See `PostgresWebhookSchema`.
+        Migration(version: 7, name: "webhooks", statements: PostgresWebhookSchema.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

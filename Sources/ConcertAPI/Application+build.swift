@@ -37,7 +37,7 @@ public func buildApplication(
     let webhookGuard = WebhookAddressGuard(resolver: config.webhookResolverOverride ?? resolver, allowPrivate: config.webhookAllowPrivate)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
-        authenticator: authenticator, clock: clock, config: config, webhookGuard: webhookGuard)
+        tokenClaims: backend.tokenClaims, authenticator: authenticator, clock: clock, config: config, webhookGuard: webhookGuard)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var services: [any Service] = backend.services + [
         QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,

@@ -119,9 +119,20 @@ enum PostgresMigrations {
             "ALTER TABLE point_entries DROP CONSTRAINT point_entries_type_check",
             "ALTER TABLE point_entries ADD CONSTRAINT point_entries_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND'))",
         ]),
-        // Webhooks from a transactional outbox (issue 15); numbers 5 and 6 belong to other
-        // branches. See `PostgresWebhookSchema`.
+        // Webhooks from a transactional outbox (issue 15). See `PostgresWebhookSchema`.
         Migration(version: 7, name: "webhooks", statements: PostgresWebhookSchema.statements),
+        // Versions 5 to 7 are on-sale control, refunds and webhooks. 8: a payment's claim on its
+        // queue token's end (`PostgresTokenClaims`); unlogged like the rate-limit buckets, since a
+        // claim only has to outlive one payment.
+        Migration(version: 8, name: "create_queue_token_claims", statements: [
+            """
+            CREATE UNLOGGED TABLE queue_token_claims (
+              token TEXT PRIMARY KEY,
+              owner TEXT NOT NULL,
+              claimed_until BIGINT NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.0"),
     ],
     targets: [
         // Pure domain: models, rules, errors. No I/O, no third-party imports.
@@ -59,11 +60,28 @@ let package = Package(
             dependencies: ["ConcertDomain", "SharedState", "RESPClient"]
         ),
 
+        // Webhooks: the SSRF guard and its injected resolver, the signing, a small NIO HTTP client
+        // that connects to the address it checked, and the relay that drains the outbox.
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "ConcertDomain", "ConcertStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
         // HTTP layer: routes, auth, errors. It sees storage and shared state as protocols only.
         .target(
             name: "ConcertAPI",
             dependencies: [
-                "ConcertDomain", "ConcertStore", "SharedState",
+                "ConcertDomain", "ConcertStore", "SharedState", "Webhooks",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -127,7 +145,10 @@ let package = Package(
         .testTarget(
             name: "ConcertAPITests",
             dependencies: [
-                "ConcertAPI", "ConcertServer", "ConcertDomain", "ConcertStore", "ConcertTestSupport", "RESPClient",
+                "ConcertAPI", "ConcertServer", "ConcertDomain", "ConcertStore", "ConcertTestSupport", "RESPClient", "Webhooks",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),

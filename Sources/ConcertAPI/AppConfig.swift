@@ -1,4 +1,5 @@
 import ConcertDomain
+import Webhooks
 
 /// Every setting of the service, read once at start-up (see `AppConfig.fromEnvironment`) and
 /// passed down as a value. Nothing else reads the environment.
@@ -31,6 +32,16 @@ public struct AppConfig: Sendable {
     public var maxTokenLifetimeSeconds: Int64 = 0
     /// A JSON Web Key Set file of public keys whose RS256/ES256/EdDSA tokens are accepted too.
     public var jwksFile: String?
+    /// `CONCERT_WEBHOOK_ALLOW_PRIVATE=1`: webhook URLs may point at loopback and private addresses.
+    public var webhookAllowPrivate = false
+    /// How webhook host names are resolved (`CONCERT_WEBHOOK_RESOLVER`). The library default is
+    /// `.loopbackOnly`, so a test that builds an `AppConfig()` can never look up or reach anything
+    /// beyond this machine; `fromEnvironment` (what `concertd` reads) defaults to `.system`.
+    public var webhookResolver = WebhookResolverSetting.loopbackOnly
+    /// Replaces the resolver `webhookResolver` names (in-process tests inject a fixed table).
+    public var webhookResolverOverride: (any WebhookResolver)?
+    /// Sleep of the webhook relay between rounds that found nothing (milliseconds).
+    public var webhookPollMilliseconds: Int64 = 200
 
     /// The secret `--dev` uses when none is set, so `concertd token` works out of the box.
     public static let devJWTSecret = "concertd-dev-secret-not-for-production"
@@ -38,6 +49,14 @@ public struct AppConfig: Sendable {
     public init() {}
 
     public var effectiveJWTSecret: String? { jwtSecret ?? (dev ? Self.devJWTSecret : nil) }
+}
+
+/// `CONCERT_WEBHOOK_RESOLVER`: `system` (getaddrinfo) or `loopback-only` (no lookups at all:
+/// `localhost` is 127.0.0.1, every other name resolves to nothing, and deliveries connect to
+/// loopback addresses only; every test run uses it).
+public enum WebhookResolverSetting: String, Sendable {
+    case system
+    case loopbackOnly = "loopback-only"
 }
 
 /// A setting that could not be used, with a message meant for the operator.
@@ -86,6 +105,18 @@ extension AppConfig {
         if let value = try int("CONCERT_HTTP_REQUEST_TIMEOUT_SECONDS", 1...3600) { config.connectionLimits.requestTimeoutSeconds = value }
         if let value = try int("CONCERT_HTTP_MAX_HEADER_BYTES", 1024...1_048_576) { config.connectionLimits.maxHeaderBytes = Int(value) }
         if let value = try int("CONCERT_JWT_MAX_LIFETIME_SECONDS", 0...Int64(Int32.max)) { config.maxTokenLifetimeSeconds = value }
+        config.webhookResolver = .system
+        if let text = environment["CONCERT_WEBHOOK_RESOLVER"], !text.isEmpty {
+            guard let setting = WebhookResolverSetting(rawValue: text) else {
+                throw ConfigError("CONCERT_WEBHOOK_RESOLVER must be system or loopback-only, got '\(text)'")
+            }
+            config.webhookResolver = setting
+        }
+        if let text = environment["CONCERT_WEBHOOK_ALLOW_PRIVATE"], !text.isEmpty {
+            guard text == "1" || text == "0" else { throw ConfigError("CONCERT_WEBHOOK_ALLOW_PRIVATE must be 1 or 0, got '\(text)'") }
+            config.webhookAllowPrivate = text == "1"
+        }
+        if let value = try int("CONCERT_WEBHOOK_POLL_MS", 10...10_000) { config.webhookPollMilliseconds = value }
         return config
     }
 }

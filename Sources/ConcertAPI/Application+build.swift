@@ -7,6 +7,7 @@ import Prometheus
 import ServiceLifecycle
 import UnixSignals
 import SharedState
+import Webhooks
 
 /// The HTTP application on the storage and shared state that `backend` makes: the router, the
 /// background services, migration and demo data at start. `ConcertServer.buildApplication`
@@ -29,14 +30,22 @@ public func buildApplication(
         reloader = KeySetReloader(authenticator: authenticator, signals: await UnixSignalsSequence(trapping: .sighup), logger: logger)
     }
     let backend = try await makeBackend(config, logger)
+    let resolver: any WebhookResolver = switch config.webhookResolver {
+    case .system: SystemWebhookResolver()
+    case .loopbackOnly: LoopbackOnlyWebhookResolver()
+    }
+    let webhookGuard = WebhookAddressGuard(resolver: config.webhookResolverOverride ?? resolver, allowPrivate: config.webhookAllowPrivate)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
-        tokenClaims: backend.tokenClaims, authenticator: authenticator, clock: clock, config: config)
+        tokenClaims: backend.tokenClaims, authenticator: authenticator, clock: clock, config: config, webhookGuard: webhookGuard)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var services: [any Service] = backend.services + [
         QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,
                      intervalMilliseconds: config.queueSweepMilliseconds, logger: logger),
         IdempotencyKeyJanitor(store: backend.store, clock: clock, logger: logger),
+        WebhookRelay(store: backend.store, guard: webhookGuard, clock: clock,
+                     options: { var o = WebhookRelayOptions(); o.idleMilliseconds = config.webhookPollMilliseconds; return o }(),
+                     logger: logger),
     ]
     if let reloader { services.append(reloader) }
     var app = Application(

@@ -3,6 +3,7 @@ import ConcertStore
 import Hummingbird
 import Prometheus
 import SharedState
+import Webhooks
 
 /// What `buildRouter` hands out to the controllers, built once by `buildApplication` and shared
 /// by all requests. Each controller keeps only the parts it uses.
@@ -15,6 +16,7 @@ struct Dependencies: Sendable {
     var authenticator: Authenticator
     var clock: WallClock
     var config: AppConfig
+    var webhookGuard: WebhookAddressGuard
 
     var queueGate: QueueGate { QueueGate(waitingRoom: waitingRoom, clock: clock) }
 
@@ -36,6 +38,7 @@ struct Dependencies: Sendable {
         PaymentsController(store: store, waitingRoom: waitingRoom, tokenClaims: tokenClaims, cache: cache, gate: queueGate,
                            clock: clock, rules: config.rules).addRoutes(to: &routes)
         AdminController(store: store, waitingRoom: waitingRoom, cache: cache, clock: clock).addRoutes(to: &routes)
+        WebhooksController(store: store, guardrail: webhookGuard, clock: clock).addRoutes(to: &routes)
         return routes
     }
 }

@@ -105,6 +105,8 @@ extension Problem {
         case .paymentAlreadyRefunded:
             self.init(status: .conflict, code: "PAYMENT_ALREADY_REFUNDED", title: "Payment already refunded",
                       detail: "This payment has already been refunded.")
+        case .webhookNotFound:
+            self.init(status: .notFound, code: "WEBHOOK_NOT_FOUND", title: "Webhook not found", detail: "There is no webhook with this id.")
         case .queueTokenMissing:
             self.init(status: .unauthorized, code: "QUEUE_TOKEN_MISSING", title: "Queue token missing",
                       detail: "This endpoint needs an ACTIVE waiting-room token in the Queue-Token header.")

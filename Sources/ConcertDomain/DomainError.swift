@@ -24,4 +24,5 @@ public enum DomainError: Error, Equatable, Sendable {
     case queueTokenNotActive
     case idempotencyKeyReused
     case idempotencyKeyInUse
+    case webhookNotFound
 }

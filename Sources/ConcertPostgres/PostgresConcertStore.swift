@@ -563,7 +563,7 @@ public final class PostgresConcertStore: ConcertStore {
     }
 
     /// Every row of a one-statement read.
-    private func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
+    func rows(_ query: PostgresQuery) async throws -> [PostgresRow] {
         let logger = self.logger
         return try await withConnection { connection in
             try await connection.query(query, logger: logger).collect()
@@ -571,7 +571,7 @@ public final class PostgresConcertStore: ConcertStore {
     }
 
     /// The first column of the first row of a one-statement query, nil when there is no row.
-    private func first<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
+    func first<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as type: T.Type) async throws -> T? {
         let logger = self.logger
         return try await withConnection { connection in
             try await Self.first(on: connection, logger: logger, query, as: type)

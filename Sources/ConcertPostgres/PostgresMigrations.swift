@@ -123,6 +123,8 @@ enum PostgresMigrations {
         // payment, `concertd_refund`, `concertd_cancel_schedule`, and holds and payments that a
         // cancelled schedule refuses (see `PostgresAfterSaleFunctions`).
         Migration(version: 6, name: "refunds_and_cancelled_dates", statements: PostgresAfterSaleFunctions.statements),
+        // Webhooks from a transactional outbox (issue 15). See `PostgresWebhookSchema`.
+        Migration(version: 7, name: "webhooks", statements: PostgresWebhookSchema.statements),
         // 8: a payment's claim on its
         // queue token's end (`PostgresTokenClaims`); unlogged like the rate-limit buckets, since a
         // claim only has to outlive one payment.

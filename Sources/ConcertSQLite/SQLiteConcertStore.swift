@@ -409,7 +409,7 @@ public final class SQLiteConcertStore: ConcertStore {
 
     /// A write transaction. A database still locked by another process after the busy timeout
     /// is unavailability (503), not a fault of ours.
-    private func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try await writer.write(updates)
         } catch let error as DatabaseError where Self.isBusy(error) {
@@ -417,7 +417,7 @@ public final class SQLiteConcertStore: ConcertStore {
         }
     }
 
-    private func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
+    func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
         do {
             return try await writer.read(value)
         } catch let error as DatabaseError where Self.isBusy(error) {

@@ -123,6 +123,95 @@ enum SQLiteMigrations {
                 CREATE UNIQUE INDEX point_entries_one_refund_per_payment ON point_entries (payment_id) WHERE type = 'REFUND';
                 """)
         }
+        // Webhooks from a transactional outbox (issue 15). The outbox is written by triggers, in
+        // the same transaction as the change it reports, and only while a webhook is registered
+        // (one INSERT ... WHERE EXISTS per trigger). `data` is a snapshot of the changed row's
+        // columns (times in milliseconds); the relay renders the wire shape from it in Swift.
+        migrator.registerMigration("005_webhooks") { db in
+            try db.execute(sql: """
+                CREATE TABLE webhooks (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT,
+                  url TEXT NOT NULL,
+                  events TEXT NOT NULL,
+                  secret TEXT NOT NULL,
+                  created_at INTEGER NOT NULL
+                );
+                CREATE TABLE webhook_events (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT,
+                  type TEXT NOT NULL,
+                  reservation_id INTEGER,
+                  data TEXT NOT NULL,
+                  occurred_at INTEGER NOT NULL,
+                  dispatched INTEGER NOT NULL DEFAULT 0 CHECK (dispatched IN (0, 1))
+                );
+                CREATE INDEX webhook_events_undispatched ON webhook_events (id) WHERE dispatched = 0;
+                CREATE TABLE webhook_deliveries (
+                  id INTEGER PRIMARY KEY AUTOINCREMENT,
+                  webhook_id INTEGER NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+                  event_id INTEGER NOT NULL REFERENCES webhook_events (id),
+                  reservation_id INTEGER,
+                  state TEXT NOT NULL DEFAULT 'PENDING' CHECK (state IN ('PENDING', 'DELIVERED', 'FAILED')),
+                  attempts INTEGER NOT NULL DEFAULT 0,
+                  next_attempt_at INTEGER NOT NULL,
+                  lease_until INTEGER,
+                  last_status INTEGER,
+                  last_error TEXT,
+                  created_at INTEGER NOT NULL,
+                  delivered_at INTEGER,
+                  UNIQUE (webhook_id, event_id)
+                );
+                CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'PENDING';
+                CREATE INDEX webhook_deliveries_order ON webhook_deliveries (webhook_id, reservation_id, event_id) WHERE state = 'PENDING';
+                CREATE INDEX reservations_held_until ON reservations (held_until) WHERE status = 'HELD';
+
+                CREATE TRIGGER webhook_reservation_held AFTER INSERT ON reservations
+                WHEN NEW.status = 'HELD' AND EXISTS (SELECT 1 FROM webhooks)
+                BEGIN
+                  INSERT INTO webhook_events (type, reservation_id, data, occurred_at)
+                  VALUES ('reservation.held', NEW.id, \(SQLiteMigrations.reservationJSON), \(SQLiteMigrations.nowMilliseconds));
+                END;
+                CREATE TRIGGER webhook_reservation_ended AFTER UPDATE OF status ON reservations
+                WHEN OLD.status <> NEW.status AND (NEW.status = 'CANCELLED' OR (OLD.status = 'HELD' AND NEW.status = 'EXPIRED'))
+                  AND EXISTS (SELECT 1 FROM webhooks)
+                BEGIN
+                  INSERT INTO webhook_events (type, reservation_id, data, occurred_at)
+                  VALUES (CASE NEW.status WHEN 'CANCELLED' THEN 'reservation.cancelled' ELSE 'reservation.expired' END,
+                          NEW.id, \(SQLiteMigrations.reservationJSON), \(SQLiteMigrations.nowMilliseconds));
+                END;
+                CREATE TRIGGER webhook_payment_paid AFTER INSERT ON payments
+                WHEN EXISTS (SELECT 1 FROM webhooks)
+                BEGIN
+                  INSERT INTO webhook_events (type, reservation_id, data, occurred_at)
+                  VALUES ('payment.paid', NEW.reservation_id, \(SQLiteMigrations.paymentJSON), \(SQLiteMigrations.nowMilliseconds));
+                END;
+                CREATE TRIGGER webhook_payment_refunded AFTER UPDATE OF status ON payments
+                WHEN OLD.status = 'PAID' AND NEW.status = 'REFUNDED' AND EXISTS (SELECT 1 FROM webhooks)
+                BEGIN
+                  INSERT INTO webhook_events (type, reservation_id, data, occurred_at)
+                  VALUES ('payment.refunded', NEW.reservation_id, \(SQLiteMigrations.paymentJSON), \(SQLiteMigrations.nowMilliseconds));
+                END;
+                CREATE TRIGGER webhook_schedule_cancelled AFTER UPDATE OF cancelled_at ON schedules
+                WHEN OLD.cancelled_at IS NULL AND NEW.cancelled_at IS NOT NULL AND EXISTS (SELECT 1 FROM webhooks)
+                BEGIN
+                  INSERT INTO webhook_events (type, reservation_id, data, occurred_at)
+                  VALUES ('schedule.cancelled', NULL, json_object('scheduleId', NEW.id, 'concertId', NEW.concert_id),
+                          \(SQLiteMigrations.nowMilliseconds));
+                END;
+                """)
+        }
         return migrator
     }
+
+    /// The snapshot columns of a reservation and of a payment (see `WebhookSnapshot`).
+    private static let reservationJSON = """
+        json_object('id', NEW.id, 'scheduleId', NEW.schedule_id, 'concertId', NEW.concert_id, \
+        'seatNumber', NEW.seat_number, 'price', NEW.price, 'status', NEW.status, 'heldUntil', NEW.held_until, \
+        'createdAt', NEW.created_at)
+        """
+    private static let paymentJSON = """
+        json_object('id', NEW.id, 'reservationId', NEW.reservation_id, 'amount', NEW.amount, 'status', NEW.status, \
+        'paidAt', NEW.paid_at, 'refundedAt', NEW.refunded_at)
+        """
+    /// The database's wall clock in milliseconds (the event's `timestamp`; no injected clock reaches a trigger).
+    private static let nowMilliseconds = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
 }

@@ -164,7 +164,7 @@ public protocol IdempotencyStore: Sendable {
 }
 
 /// Everything the service keeps in its database.
-public protocol ConcertStore: CatalogStore, ReservationStore, WalletStore, PaymentStore, IdempotencyStore {
+public protocol ConcertStore: CatalogStore, ReservationStore, WalletStore, PaymentStore, IdempotencyStore, WebhookStore {
     /// Brings the schema up to date.
     func migrate() async throws
     /// Answers when the database does (readiness).

@@ -122,7 +122,8 @@ class Server:
     def start(self):
         self.port = free_port()
         env = dict(os.environ)
-        env.update({"CONCERT_JWT_SECRET": SECRET, "CONCERT_HOST": "127.0.0.1"})
+        env.update({"CONCERT_JWT_SECRET": SECRET, "CONCERT_HOST": "127.0.0.1",
+                    "CONCERT_WEBHOOK_RESOLVER": "loopback-only", "CONCERT_WEBHOOK_ALLOW_PRIVATE": "1"})
         env.update(self.env)
         args = [self.binary, "serve", "--port", str(self.port), "--database-url", self.database_url]
         if self.redis_url:

@@ -58,6 +58,8 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONCERT_")}
         # One ACTIVE place per concert, so the test can watch the page wait in line.
         env["CONCERT_QUEUE_MAX_ACTIVE"] = "1"
+        # Webhook hosts are never looked up and deliveries never leave loopback.
+        env["CONCERT_WEBHOOK_RESOLVER"] = "loopback-only"
         self.log = open(os.path.join(self.dir, "concertd.log"), "wb")
         self.process = subprocess.Popen(
             [CONCERTD, "serve", "--dev", "--host", "127.0.0.1", "--port", str(self.port),

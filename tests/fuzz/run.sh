@@ -81,7 +81,9 @@ fuzz() {
     [ -n "$redis" ] && extra=(--redis-url "$redis")
     # --dev so that POST /dev/token exists too; the secret is still ours (demo concerts fill the
     # empty database, which only adds objects to find).
-    CONCERT_REDIS_KEY_PREFIX="concertd-fuzz-$$-$name:" "${clean[@]}" "$CONCERTD" serve --dev --host 127.0.0.1 --port 0 \
+    # CONCERT_WEBHOOK_RESOLVER=loopback-only: the webhook URLs schemathesis makes up (public-looking
+    # names and addresses among them) never cause a DNS lookup or a connection beyond loopback.
+    "${clean[@]}" CONCERT_REDIS_KEY_PREFIX="concertd-fuzz-$$-$name:" CONCERT_WEBHOOK_RESOLVER=loopback-only "$CONCERTD" serve --dev --host 127.0.0.1 --port 0 \
         --database-url "$database" "${extra[@]}" >"$dir/server.log" 2>&1 &
     local pid=$!
     pids+=("$pid")

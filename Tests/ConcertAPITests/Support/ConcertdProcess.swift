@@ -25,6 +25,8 @@ final class ConcertdProcess: @unchecked Sendable {
         process.arguments = ["serve", "--port", "0"] + arguments
         var env = ProcessInfo.processInfo.environment
         env["LOG_LEVEL"] = "warning"
+        // No test may ever cause a DNS lookup or a connection beyond loopback (webhooks).
+        env["CONCERT_WEBHOOK_RESOLVER"] = "loopback-only"
         for (key, value) in environment { env[key] = value }
         process.environment = env
         process.standardOutput = output
@@ -92,6 +94,7 @@ func runConcertd(_ arguments: [String], environment: [String: String] = [:]) asy
     process.arguments = arguments
     var env = ProcessInfo.processInfo.environment
     env["CONCERT_JWT_SECRET"] = nil
+    env["CONCERT_WEBHOOK_RESOLVER"] = "loopback-only"
     for (key, value) in environment { env[key] = value }
     process.environment = env
     let errors = Pipe(), output = Pipe()

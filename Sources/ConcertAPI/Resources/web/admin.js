@@ -26,6 +26,73 @@
     CT.store.set("admin.watch", watched().filter((c) => String(c.id) !== String(id)));
   }
 
+  const EVENT_TYPES = ["reservation.held", "reservation.cancelled", "reservation.expired", "payment.paid", "payment.refunded", "schedule.cancelled"];
+
+  /** Webhooks: register (the secret is shown once), remove, and the newest deliveries with their failures. */
+  function webhooksPanel(view) {
+    const url = CT.ui.field({ id: "wh-url", label: "Receiver URL", hint: "http or https; private addresses are refused.",
+      attrs: { autocomplete: "off", maxlength: "2048", required: true } });
+    const boxes = EVENT_TYPES.map((type) => h("label", { class: "check" },
+      h("input", { type: "checkbox", value: type, checked: true, "data-event": type }), " " + type));
+    const result = h("div", { class: "status-area", "aria-live": "polite" });
+    const submit = h("button", { type: "submit", class: "button", "data-action": "create-webhook" }, "Register webhook");
+    const form = h("form", { class: "form", novalidate: true, "aria-labelledby": "wh-heading" },
+      url.field, h("fieldset", { class: "field" }, h("legend", null, "Events"), boxes), h("div", { class: "actions" }, submit), result);
+    const list = h("tbody");
+    const deliveries = h("tbody");
+    const problem = h("div", { class: "status-area" });
+
+    async function refresh() {
+      try {
+        const [hooks, recent] = await Promise.all([CT.api("GET", "/v1/admin/webhooks"), CT.api("GET", "/v1/admin/webhooks/deliveries")]);
+        if (!view.alive) return;
+        replace(problem);
+        replace(list, (hooks.data.webhooks || []).map((w) => h("tr", null,
+          h("td", { class: "num", text: "#" + w.id }), h("td", { text: w.url }), h("td", { text: w.events.join(", ") }),
+          h("td", null, h("button", { type: "button", class: "button button-secondary", "data-action": "remove-webhook",
+            onclick: async () => {
+              try { await CT.api("DELETE", "/v1/admin/webhooks/" + w.id); } catch (error) { replace(problem, CT.ui.notice("error", error.detail || error.code)); }
+              refresh();
+            } }, "Remove")))));
+        replace(deliveries, (recent.data.deliveries || []).map((d) => h("tr", null,
+          h("td", { text: d.eventId }), h("td", { text: d.type }), h("td", { text: "#" + d.webhookId }), h("td", { text: d.state }),
+          h("td", { class: "num", text: String(d.attempts) }),
+          h("td", { text: d.lastError ? d.lastError : (d.lastStatus ? "HTTP " + d.lastStatus : "") }))));
+      } catch (error) {
+        if (view.alive) replace(problem, CT.ui.notice("error", "Could not load the webhooks: " + (error.detail || error.code)));
+      }
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      replace(result);
+      const events = boxes.map((b) => b.querySelector("input")).filter((i) => i.checked).map((i) => i.value);
+      try {
+        const { data } = await CT.ui.busy(submit, "Registering…", () => CT.api("POST", "/v1/admin/webhooks", { body: { url: url.input.value.trim(), events } }));
+        url.setError(null);
+        replace(result, CT.ui.notice("success", "Webhook #" + data.id + " registered. Its signing secret is shown only now: ",
+          h("code", { "data-secret": "" }, data.secret)));
+        refresh();
+      } catch (error) {
+        url.setError(error.detail || error.code);
+      }
+    });
+    refresh();
+    const timer = setInterval(() => { if (view.alive) refresh(); else clearInterval(timer); }, 5000);
+
+    return h("section", { class: "panel", "aria-labelledby": "wh-heading" }, h("h2", { id: "wh-heading" }, "Webhooks"),
+      h("p", { class: "muted small" }, "Signed event deliveries (Standard Webhooks) for holds, payments, refunds and cancelled dates."),
+      form, problem,
+      h("div", { class: "table-wrap" }, h("table", { class: "table", id: "webhooks-table" },
+        h("caption", { class: "visually-hidden" }, "Registered webhooks"),
+        h("thead", null, h("tr", null, ["Id", "URL", "Events", ""].map((t) => h("th", { scope: "col", text: t })))), list)),
+      h("h3", null, "Recent deliveries"),
+      h("div", { class: "table-wrap" }, h("table", { class: "table", id: "deliveries-table" },
+        h("caption", { class: "visually-hidden" }, "The 50 newest deliveries"),
+        h("thead", null, h("tr", null, ["Event", "Type", "Webhook", "State", "Attempts", "Last failure"].map((t) => h("th", { scope: "col", text: t })))),
+        deliveries)));
+  }
+
   admin.view = function (view) {
     const root = document.getElementById("view");
     const heading = h("h1", { tabindex: "-1" }, "Operator");
@@ -106,7 +173,8 @@
         h("p", { class: "muted small" }, "A concert is on sale while its booking window is open and it has a date in the future."),
         scheduleForm),
       h("section", { class: "panel", "aria-labelledby": "cs-heading" }, h("h2", { id: "cs-heading" }, "Cancel a date"),
-        cancelForm));
+        cancelForm),
+      webhooksPanel(view));
 
     cancelForm.addEventListener("submit", (event) => {
       event.preventDefault();

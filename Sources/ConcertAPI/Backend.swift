@@ -9,6 +9,9 @@ public struct Backend: Sendable {
     public var waitingRoom: any WaitingRoom
     public var cache: any ResponseCache
     public var rateLimiter: any RateLimiter
+    /// Each concert's line policy, seats and draw as this instance sees them; the waiting room's
+    /// policy source.
+    public var linePolicies: LinePolicies
     /// Long-running parts (connection pools) that the application's service group runs.
     public var services: [any Service]
     /// Told to the operator once the database is ready (e.g. a set-up that cannot share its
@@ -16,8 +19,9 @@ public struct Backend: Sendable {
     public var startupWarnings: [String]
 
     public init(store: any ConcertStore, waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter,
-                services: [any Service] = [], startupWarnings: [String] = []) {
+                linePolicies: LinePolicies, services: [any Service] = [], startupWarnings: [String] = []) {
         self.store = store
+        self.linePolicies = linePolicies
         self.waitingRoom = waitingRoom
         self.cache = cache
         self.rateLimiter = rateLimiter

@@ -11,6 +11,7 @@ struct Dependencies: Sendable {
     var waitingRoom: any WaitingRoom
     var cache: any ResponseCache
     var rateLimiter: any RateLimiter
+    var policies: LinePolicies
     var authenticator: Authenticator
     var clock: WallClock
     var config: AppConfig
@@ -26,7 +27,8 @@ struct Dependencies: Sendable {
         ConcertsController(store: store, cache: cache, clock: clock, cacheTTLMilliseconds: config.cacheTTLMilliseconds)
             .addRoutes(to: &routes)
         web.addDevRoutes(to: &routes)
-        QueueController(store: store, waitingRoom: waitingRoom, clock: clock).addRoutes(to: &routes)
+        QueueController(waitingRoom: waitingRoom, policies: policies, clock: clock).addRoutes(to: &routes)
+        OnSaleController(store: store, waitingRoom: waitingRoom, policies: policies, cache: cache, clock: clock).addRoutes(to: &routes)
         SchedulesController(store: store, cache: cache, clock: clock,
                             cacheTTLMilliseconds: config.scheduleCacheTTLMilliseconds).addRoutes(to: &routes)
         ReservationsController(store: store, cache: cache, clock: clock, rules: config.rules)

@@ -119,6 +119,7 @@ enum PostgresMigrations {
             "ALTER TABLE point_entries DROP CONSTRAINT point_entries_type_check",
             "ALTER TABLE point_entries ADD CONSTRAINT point_entries_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND'))",
         ]),
+        Migration(version: 5, name: "on_sale_control", statements: PostgresOnSaleSchema.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -31,7 +31,7 @@ public func buildApplication(
     let backend = try await makeBackend(config, logger)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
-        policies: backend.linePolicies, authenticator: authenticator, clock: clock, config: config)
+        policies: backend.linePolicies, tokenClaims: backend.tokenClaims, authenticator: authenticator, clock: clock, config: config)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var services: [any Service] = backend.services + [
         QueueSweeper(waitingRoom: backend.waitingRoom, policies: backend.linePolicies, clock: clock,

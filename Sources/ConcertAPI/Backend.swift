@@ -12,6 +12,8 @@ public struct Backend: Sendable {
     /// Each concert's line policy, seats and draw as this instance sees them; the waiting room's
     /// policy source.
     public var linePolicies: LinePolicies
+    /// Where a payment claims the end of its queue token; shared like the waiting room.
+    public var tokenClaims: any TokenClaims
     /// Long-running parts (connection pools) that the application's service group runs.
     public var services: [any Service]
     /// Told to the operator once the database is ready (e.g. a set-up that cannot share its
@@ -19,12 +21,14 @@ public struct Backend: Sendable {
     public var startupWarnings: [String]
 
     public init(store: any ConcertStore, waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter,
-                linePolicies: LinePolicies, services: [any Service] = [], startupWarnings: [String] = []) {
+                linePolicies: LinePolicies, tokenClaims: any TokenClaims = InProcessTokenClaims(),
+                services: [any Service] = [], startupWarnings: [String] = []) {
         self.store = store
         self.linePolicies = linePolicies
         self.waitingRoom = waitingRoom
         self.cache = cache
         self.rateLimiter = rateLimiter
+        self.tokenClaims = tokenClaims
         self.services = services
         self.startupWarnings = startupWarnings
     }

@@ -12,6 +12,7 @@ struct Dependencies: Sendable {
     var cache: any ResponseCache
     var rateLimiter: any RateLimiter
     var policies: LinePolicies
+    var tokenClaims: any TokenClaims
     var authenticator: Authenticator
     var clock: WallClock
     var config: AppConfig
@@ -34,7 +35,7 @@ struct Dependencies: Sendable {
         ReservationsController(store: store, cache: cache, clock: clock, rules: config.rules)
             .addRoutes(to: &routes)
         PointsController(store: store, clock: clock, rules: config.rules).addRoutes(to: &routes)
-        PaymentsController(store: store, waitingRoom: waitingRoom, gate: queueGate, clock: clock).addRoutes(to: &routes)
+        PaymentsController(store: store, waitingRoom: waitingRoom, tokenClaims: tokenClaims, gate: queueGate, clock: clock).addRoutes(to: &routes)
         AdminController(store: store, waitingRoom: waitingRoom, cache: cache, clock: clock).addRoutes(to: &routes)
         return routes
     }

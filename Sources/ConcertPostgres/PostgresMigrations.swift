@@ -120,6 +120,18 @@ enum PostgresMigrations {
             "ALTER TABLE point_entries ADD CONSTRAINT point_entries_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND'))",
         ]),
         Migration(version: 5, name: "on_sale_control", statements: PostgresOnSaleSchema.statements),
+        // Versions 6 and 7 are refunds and webhooks. 8: a payment's claim on its
+        // queue token's end (`PostgresTokenClaims`); unlogged like the rate-limit buckets, since a
+        // claim only has to outlive one payment.
+        Migration(version: 8, name: "create_queue_token_claims", statements: [
+            """
+            CREATE UNLOGGED TABLE queue_token_claims (
+              token TEXT PRIMARY KEY,
+              owner TEXT NOT NULL,
+              claimed_until BIGINT NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

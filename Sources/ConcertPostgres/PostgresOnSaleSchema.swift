@@ -8,6 +8,10 @@
 ///   line's lock by `concertd_queue_advance`.
 /// - `queue_lines.drawn_entrants`: the line's pre-queue was drawn (set once, by
 ///   `concertd_queue_draw`).
+/// - `queue_lines.rate_blocked_until`: while the rate's window is full, the first instant another
+///   admission may happen (0 otherwise), so that a poll does not lock a line that cannot admit:
+///   `concertd_queue_advance_if_needed` skips it until then (the sweeper still advances the line
+///   every 250 ms, so a raised rate holds within a second).
 ///
 /// The waiting room's functions of migration 3 keep their signatures. The rate is one more
 /// argument of the `*_rated` wrappers below, which put it in a transaction-local setting
@@ -38,6 +42,7 @@ enum PostgresOnSaleSchema {
         """,
         "CREATE INDEX queue_admissions_window ON queue_admissions (concert_id, admitted_at)",
         "ALTER TABLE queue_lines ADD COLUMN drawn_entrants BIGINT",
+        "ALTER TABLE queue_lines ADD COLUMN rate_blocked_until BIGINT NOT NULL DEFAULT 0",
 
         // WaitingLine.advance with the rate: expire ACTIVE tokens whose time is up, then admit
         // from the head while the cap and the last 60 seconds' admissions allow, dropping waiters
@@ -55,6 +60,8 @@ enum PostgresOnSaleSchema {
           v_rate BIGINT := coalesce(nullif(current_setting('concertd.admit_per_minute', true), '')::BIGINT, 0);
           v_recent BIGINT := 0;
           v_room BIGINT;
+          v_blocked BIGINT;
+          v_was_blocked BIGINT;
         BEGIN
           WITH gone AS (
             DELETE FROM queue_tokens
@@ -69,7 +76,8 @@ enum PostgresOnSaleSchema {
           IF v_rate > 0 THEN
             SELECT count(*) INTO v_recent FROM queue_admissions WHERE concert_id = p_concert;
           END IF;
-          SELECT active_count, waiting_count INTO v_active, v_waiting FROM queue_lines WHERE concert_id = p_concert;
+          SELECT active_count, waiting_count, rate_blocked_until INTO v_active, v_waiting, v_was_blocked
+            FROM queue_lines WHERE concert_id = p_concert;
           LOOP
             v_room := p_max - v_active;
             IF v_rate > 0 THEN v_room := least(v_room, v_rate - v_recent); END IF;
@@ -100,6 +108,31 @@ enum PostgresOnSaleSchema {
               INSERT INTO queue_admissions (concert_id, admitted_at) SELECT p_concert, p_now FROM generate_series(1, v_admitted);
             END IF;
           END LOOP;
+          v_blocked := 0;
+          IF v_rate > 0 AND v_recent >= v_rate AND v_waiting > 0 AND v_active < p_max THEN
+            SELECT coalesce(min(admitted_at) + 60000, 0) INTO v_blocked FROM queue_admissions WHERE concert_id = p_concert;
+          END IF;
+          IF v_blocked IS DISTINCT FROM v_was_blocked THEN
+            UPDATE queue_lines SET rate_blocked_until = v_blocked WHERE concert_id = p_concert;
+          END IF;
+        END
+        $$
+        """,
+
+        // Migration 3's check, and a line whose rate window is full is left alone until it is not.
+        """
+        CREATE OR REPLACE FUNCTION concertd_queue_advance_if_needed(p_concert BIGINT, p_now BIGINT, p_max BIGINT,
+                                                                    p_active_ms BIGINT, p_idle_ms BIGINT) RETURNS void
+        LANGUAGE plpgsql AS $$
+        BEGIN
+          IF EXISTS (SELECT 1 FROM queue_lines l
+                     WHERE l.concert_id = p_concert AND l.waiting_count > 0 AND l.active_count < p_max
+                       AND l.rate_blocked_until <= p_now)
+             OR EXISTS (SELECT 1 FROM queue_tokens t
+                        WHERE t.concert_id = p_concert AND t.status = 'ACTIVE' AND t.active_until <= p_now) THEN
+            PERFORM 1 FROM queue_lines WHERE concert_id = p_concert FOR UPDATE;
+            PERFORM concertd_queue_advance(p_concert, p_now, p_max, p_active_ms, p_idle_ms);
+          END IF;
         END
         $$
         """,

@@ -110,12 +110,13 @@ struct OnSaleWaitingRoomTests {
             try await instances[0].sweep(now: t0.plus(59_999))
             try await instances[1].sweep(now: t0.plus(59_999))
             #expect(try await instances[0].counts(concertId: 5, now: t0.plus(59_999)) == (5, 0))
-            // The window moves on: three more, and no more than three.
-            try await instances[1].sweep(now: t0.plus(60_000))
+            // Polls in the full window admit nobody either.
+            #expect(try await instances[1].poll(token: tokens[3], now: t0.plus(59_999))?.status == .waiting)
+            // The window moves on: a poll alone admits three more, and no more than three.
+            #expect(try await instances[1].poll(token: tokens[3], now: t0.plus(60_000))?.status == .active)
             try await instances[0].sweep(now: t0.plus(60_000))
             #expect(try await instances[0].counts(concertId: 5, now: t0.plus(60_000)) == (2, 3))
             #expect(try await instances[0].admittedLastMinute(concertId: 5, now: t0.plus(60_000)) == 3)
-            #expect(try await instances[1].poll(token: tokens[3], now: t0.plus(60_000))?.status == .active)
             // Without a rate, the cap alone decides.
             policy.change { $0.admitPerMinute = nil }
             try await instances[0].sweep(now: t0.plus(60_500))

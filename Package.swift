@@ -127,7 +127,10 @@ let package = Package(
             ],
             path: "Tests/ConcertTestSupport"
         ),
-        .testTarget(name: "ConcertDomainTests", dependencies: ["ConcertDomain"]),
+        .testTarget(
+            name: "ConcertDomainTests",
+            dependencies: ["ConcertDomain", .product(name: "Crypto", package: "swift-crypto")]
+        ),
         .testTarget(
             name: "ConcertStoreTests",
             dependencies: [
@@ -139,7 +142,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedStateTests",
-            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient", "ConcertPostgres", "ConcertTestSupport"]
+            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient", "ConcertPostgres", "ConcertTestSupport",
+                           .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(name: "RESPClientTests", dependencies: ["RESPClient", "ConcertTestSupport"]),
         .testTarget(

@@ -37,10 +37,11 @@ public func buildApplication(
     let webhookGuard = WebhookAddressGuard(resolver: config.webhookResolverOverride ?? resolver, allowPrivate: config.webhookAllowPrivate)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
-        tokenClaims: backend.tokenClaims, authenticator: authenticator, clock: clock, config: config, webhookGuard: webhookGuard)
+        policies: backend.linePolicies, tokenClaims: backend.tokenClaims, authenticator: authenticator, clock: clock, config: config,
+        webhookGuard: webhookGuard)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var services: [any Service] = backend.services + [
-        QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,
+        QueueSweeper(waitingRoom: backend.waitingRoom, policies: backend.linePolicies, clock: clock,
                      intervalMilliseconds: config.queueSweepMilliseconds, logger: logger),
         IdempotencyKeyJanitor(store: backend.store, clock: clock, logger: logger),
         WebhookRelay(store: backend.store, guard: webhookGuard, clock: clock,
@@ -161,19 +162,32 @@ struct KeySetReloader: Service {
 
 /// Sweeps the waiting rooms on a timer, so a freed or expired slot reaches the head of the line
 /// within a fraction of a second even when nobody polls.
+/// It also makes the pre-queue draws that are due, and every second records the per-concert
+/// gauges of the lines.
 struct QueueSweeper: Service {
     let waitingRoom: any WaitingRoom
+    let policies: LinePolicies
     let clock: WallClock
     let intervalMilliseconds: Int64
     let logger: Logger
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
+            var lastGauges = ContinuousClock.now
             while !Task.isCancelled {
+                do {
+                    try await policies.drawDue(waitingRoom: waitingRoom, now: clock.now())
+                } catch {
+                    logger.debug("queue draw failed", metadata: ["error": "\(error)"])
+                }
                 do {
                     try await waitingRoom.sweep(now: clock.now())
                 } catch {
                     logger.debug("queue sweep failed", metadata: ["error": "\(error)"])
+                }
+                if ContinuousClock.now - lastGauges >= .seconds(1) {
+                    lastGauges = ContinuousClock.now
+                    await policies.recordGauges(waitingRoom: waitingRoom, now: clock.now())
                 }
                 try? await Task.sleep(for: .milliseconds(intervalMilliseconds))
             }

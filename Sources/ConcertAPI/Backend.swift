@@ -9,6 +9,9 @@ public struct Backend: Sendable {
     public var waitingRoom: any WaitingRoom
     public var cache: any ResponseCache
     public var rateLimiter: any RateLimiter
+    /// Each concert's line policy, seats and draw as this instance sees them; the waiting room's
+    /// policy source.
+    public var linePolicies: LinePolicies
     /// Where a payment claims the end of its queue token; shared like the waiting room.
     public var tokenClaims: any TokenClaims
     /// Long-running parts (connection pools) that the application's service group runs.
@@ -18,9 +21,10 @@ public struct Backend: Sendable {
     public var startupWarnings: [String]
 
     public init(store: any ConcertStore, waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter,
-                tokenClaims: any TokenClaims = InProcessTokenClaims(),
+                linePolicies: LinePolicies, tokenClaims: any TokenClaims = InProcessTokenClaims(),
                 services: [any Service] = [], startupWarnings: [String] = []) {
         self.store = store
+        self.linePolicies = linePolicies
         self.waitingRoom = waitingRoom
         self.cache = cache
         self.rateLimiter = rateLimiter

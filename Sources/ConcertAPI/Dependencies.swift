@@ -12,6 +12,7 @@ struct Dependencies: Sendable {
     var waitingRoom: any WaitingRoom
     var cache: any ResponseCache
     var rateLimiter: any RateLimiter
+    var policies: LinePolicies
     var tokenClaims: any TokenClaims
     var authenticator: Authenticator
     var clock: WallClock
@@ -29,7 +30,8 @@ struct Dependencies: Sendable {
         ConcertsController(store: store, cache: cache, clock: clock, cacheTTLMilliseconds: config.cacheTTLMilliseconds)
             .addRoutes(to: &routes)
         web.addDevRoutes(to: &routes)
-        QueueController(store: store, waitingRoom: waitingRoom, clock: clock).addRoutes(to: &routes)
+        QueueController(waitingRoom: waitingRoom, policies: policies, clock: clock).addRoutes(to: &routes)
+        OnSaleController(store: store, waitingRoom: waitingRoom, policies: policies, cache: cache, clock: clock).addRoutes(to: &routes)
         SchedulesController(store: store, cache: cache, clock: clock,
                             cacheTTLMilliseconds: config.scheduleCacheTTLMilliseconds).addRoutes(to: &routes)
         ReservationsController(store: store, cache: cache, clock: clock, rules: config.rules)

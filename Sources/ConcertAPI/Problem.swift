@@ -67,6 +67,11 @@ extension Problem {
         case .concertNotReservable:
             self.init(status: .conflict, code: "CONCERT_NOT_RESERVABLE", title: "Concert not reservable",
                       detail: "The concert's booking window is not open.")
+        case .concertSoldOut:
+            self.init(status: .conflict, code: "CONCERT_SOLD_OUT", title: "Concert sold out",
+                      detail: "Every seat of the concert's future schedules is sold.")
+        case .drawNotFound:
+            self.init(status: .notFound, code: "DRAW_NOT_FOUND", title: "Draw not found", detail: "The concert has no pre-queue, so no draw.")
         case .scheduleNotFound:
             self.init(status: .notFound, code: "SCHEDULE_NOT_FOUND", title: "Schedule not found", detail: "There is no schedule with this id.")
         case .scheduleNotReservable:

@@ -9,6 +9,8 @@ struct ConcertBody: Encodable {
     var bookingOpensAt: WireTime
     var bookingClosesAt: WireTime
     var reservable: Bool
+    /// Always present: null when the concert has no pre-queue opening.
+    var queueOpensAt: WireTime?
 
     init(_ concert: Concert, reservable: Bool) {
         id = concert.id
@@ -18,6 +20,21 @@ struct ConcertBody: Encodable {
         bookingOpensAt = WireTime(concert.bookingOpensAt)
         bookingClosesAt = WireTime(concert.bookingClosesAt)
         self.reservable = reservable
+        queueOpensAt = concert.queueOpensAt.map(WireTime.init)
+    }
+
+    private enum CodingKeys: String, CodingKey { case id, title, artist, venue, bookingOpensAt, bookingClosesAt, reservable, queueOpensAt }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(title, forKey: .title)
+        try container.encode(artist, forKey: .artist)
+        try container.encode(venue, forKey: .venue)
+        try container.encode(bookingOpensAt, forKey: .bookingOpensAt)
+        try container.encode(bookingClosesAt, forKey: .bookingClosesAt)
+        try container.encode(reservable, forKey: .reservable)
+        try container.encode(queueOpensAt, forKey: .queueOpensAt)
     }
 }
 
@@ -166,7 +183,9 @@ struct ScheduleCancellationBody: Encodable {
 struct QueueTicketBody: Encodable {
     var ticket: QueueTicket
 
-    private enum CodingKeys: String, CodingKey { case token, concertId, status, position, estimatedWaitSeconds, activeUntil }
+    private enum CodingKeys: String, CodingKey {
+        case token, concertId, status, position, estimatedWaitSeconds, activeUntil, preQueue, soldOut
+    }
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -180,6 +199,55 @@ struct QueueTicketBody: Encodable {
         } else {
             try container.encodeNil(forKey: .activeUntil)
         }
+        try container.encode(ticket.preQueue, forKey: .preQueue)
+        try container.encode(ticket.soldOut, forKey: .soldOut)
+    }
+}
+
+/// A concert's line policy with its live counts (`GET`/`PATCH /v1/admin/concerts/{id}/queue`);
+/// the nullable fields are always present.
+struct QueuePolicyBody: Encodable {
+    var concertId: Int64
+    var policy: LinePolicy
+    var waiting: Int
+    var active: Int
+    var admittedLastMinute: Int
+    var soldOut: Bool
+
+    private enum CodingKeys: String, CodingKey {
+        case concertId, maxActive, admitPerMinute, activeSeconds, paused, queueOpensAt, waiting, active, admittedLastMinute, soldOut
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(concertId, forKey: .concertId)
+        try container.encode(policy.maxActive, forKey: .maxActive)
+        try container.encode(policy.admitPerMinute, forKey: .admitPerMinute)
+        try container.encode(policy.activeSeconds, forKey: .activeSeconds)
+        try container.encode(policy.paused, forKey: .paused)
+        try container.encode(policy.queueOpensAt.map(WireTime.init), forKey: .queueOpensAt)
+        try container.encode(waiting, forKey: .waiting)
+        try container.encode(active, forKey: .active)
+        try container.encode(admittedLastMinute, forKey: .admittedLastMinute)
+        try container.encode(soldOut, forKey: .soldOut)
+    }
+}
+
+/// The pre-queue's draw as anyone may check it: the seed and the entrants only after the draw.
+struct QueueDrawBody: Encodable {
+    var concertId: Int64
+    var commitment: String
+    var seed: String?
+    var entrants: Int?
+
+    private enum CodingKeys: String, CodingKey { case concertId, commitment, seed, entrants }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(concertId, forKey: .concertId)
+        try container.encode(commitment, forKey: .commitment)
+        try container.encode(seed, forKey: .seed)
+        try container.encode(entrants, forKey: .entrants)
     }
 }
 

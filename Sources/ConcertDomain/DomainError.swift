@@ -4,6 +4,10 @@ public enum DomainError: Error, Equatable, Sendable {
     case validation(String)
     case concertNotFound
     case concertNotReservable
+    /// Every seat of the concert's future schedules is sold: nobody may join its line.
+    case concertSoldOut
+    /// The concert has no pre-queue, so no draw.
+    case drawNotFound
     case scheduleNotFound
     case scheduleNotReservable
     case seatOutOfRange(seat: Int, totalSeats: Int)

@@ -6,14 +6,18 @@ public struct Concert: Sendable, Equatable, Codable {
     public var venue: String
     public var bookingOpensAt: Timestamp
     public var bookingClosesAt: Timestamp
+    /// When its line opens for the pre-queue (`LinePolicy.queueOpensAt`); nil without one.
+    public var queueOpensAt: Timestamp?
 
-    public init(id: Int64, title: String, artist: String, venue: String, bookingOpensAt: Timestamp, bookingClosesAt: Timestamp) {
+    public init(id: Int64, title: String, artist: String, venue: String, bookingOpensAt: Timestamp, bookingClosesAt: Timestamp,
+                queueOpensAt: Timestamp? = nil) {
         self.id = id
         self.title = title
         self.artist = artist
         self.venue = venue
         self.bookingOpensAt = bookingOpensAt
         self.bookingClosesAt = bookingClosesAt
+        self.queueOpensAt = queueOpensAt
     }
 
     public func isBookingOpen(at now: Timestamp) -> Bool {

@@ -1,13 +1,43 @@
-/// The waiting-room numbers an operator can tune, with the contract's defaults.
+/// The rules one line runs on at one instant: the settings' defaults, or what
+/// `OnSaleRules.effectivePolicy` makes of a concert's `LinePolicy`, its seats and its draw.
 public struct QueuePolicy: Sendable, Equatable {
     public var maxActive: Int
+    /// Applies to tokens activated from now on; ACTIVE ones keep their `activeUntil`.
     public var activeMilliseconds: Int64
     public var idleMilliseconds: Int64
+    /// At most this many admissions in any 60 seconds; nil for no rate.
+    public var admitPerMinute: Int?
+    /// False while nobody may be admitted (paused, no seat AVAILABLE, the pre-queue not drawn
+    /// yet). Nothing ends because of it.
+    public var admitting: Bool
+    /// Every seat of the concert's future schedules is SOLD (joins are refused, waiters told).
+    public var soldOut: Bool
+    /// Joins now go into the pre-queue (its draw has not happened yet).
+    public var preQueue: Bool
 
-    public init(maxActive: Int = 200, activeSeconds: Int64 = 600, idleSeconds: Int64 = 60) {
+    public init(maxActive: Int = 200, activeSeconds: Int64 = 600, idleSeconds: Int64 = 60, admitPerMinute: Int? = nil,
+                admitting: Bool = true, soldOut: Bool = false, preQueue: Bool = false) {
         self.maxActive = maxActive
         self.activeMilliseconds = activeSeconds * 1000
         self.idleMilliseconds = idleSeconds * 1000
+        self.admitPerMinute = admitPerMinute
+        self.admitting = admitting
+        self.soldOut = soldOut
+        self.preQueue = preQueue
+    }
+
+    /// The cap the line admits up to now: 0 while not admitting (which ends no token).
+    public var admissionCap: Int { admitting ? maxActive : 0 }
+
+    /// The window of `admitPerMinute`, in milliseconds.
+    public static let rateWindowMilliseconds: Int64 = 60_000
+
+    /// How many more may be admitted now, with `active` ACTIVE and `admittedInWindow` admitted
+    /// in the last 60 seconds.
+    public func admissionRoom(active: Int, admittedInWindow: Int) -> Int {
+        var room = admissionCap - active
+        if let rate = admitPerMinute { room = min(room, rate - admittedInWindow) }
+        return max(0, room)
     }
 
     /// A rough wait for someone with `position` people ahead: every `maxActive` people ahead is
@@ -32,9 +62,13 @@ public struct QueueTicket: Sendable, Equatable {
     public var position: Int
     public var estimatedWaitSeconds: Int
     public var activeUntil: Timestamp?
+    /// WAITING in a pre-queue whose draw has not happened: `position` is the others in it.
+    public var preQueue: Bool
+    /// WAITING for a concert whose every seat is sold.
+    public var soldOut: Bool
 
     public init(token: String, userId: Int64, concertId: Int64, status: QueueTokenStatus, position: Int,
-                estimatedWaitSeconds: Int, activeUntil: Timestamp?) {
+                estimatedWaitSeconds: Int, activeUntil: Timestamp?, preQueue: Bool = false, soldOut: Bool = false) {
         self.token = token
         self.userId = userId
         self.concertId = concertId
@@ -42,6 +76,8 @@ public struct QueueTicket: Sendable, Equatable {
         self.position = position
         self.estimatedWaitSeconds = estimatedWaitSeconds
         self.activeUntil = activeUntil
+        self.preQueue = preQueue
+        self.soldOut = soldOut
     }
 }
 
@@ -79,8 +115,13 @@ public struct WaitingLine: Sendable {
     /// front. Tokens that ended early stay here until they reach the front (`admitted` no longer
     /// knows them, or knows a later admission of the same token). Should the wall clock step
     /// back, a token can outlive its time by at most that step.
+    /// Kept sorted by `activeUntil` (a new `activeSeconds` can make a later admission end
+    /// sooner: it is inserted in its place).
     private var admissionOrder: [(token: String, activeUntil: Timestamp)] = []
     private var admissionHead = 0
+    /// When each admission of the last 60 seconds happened, oldest first (for `admitPerMinute`).
+    private var admissions: [Timestamp] = []
+    private var admissionsHead = 0
     private var tokenByUser: [Int64: String] = [:]
 
     public init(concertId: Int64, policy: QueuePolicy) {
@@ -90,7 +131,50 @@ public struct WaitingLine: Sendable {
 
     public var waitingCount: Int { waiters.count - head }
     public var activeCount: Int { admitted.count }
-    public var isEmpty: Bool { waitingCount == 0 && admitted.isEmpty }
+    /// Nothing waits, nothing is ACTIVE, and no admission of the last minute is remembered
+    /// (after `advance`), so the line can be forgotten.
+    public var isEmpty: Bool { waitingCount == 0 && admitted.isEmpty && admissionsHead == admissions.count && drawnEntrants == nil }
+    /// How many the pre-queue's draw ordered, once it has happened on this line.
+    public private(set) var drawnEntrants: Int?
+
+    /// The pre-queue's draw, once: orders the waiters with `order` (given every WAITING token,
+    /// it returns them in the drawn order) and remembers how many there were. Later calls
+    /// return that number and change nothing.
+    public mutating func draw(order: ([String]) -> [String]) -> Int {
+        if let drawnEntrants { return drawnEntrants }
+        let tokens = waiters[head...].map(\.token)
+        reorder(headFirst: order(tokens))
+        drawnEntrants = tokens.count
+        return tokens.count
+    }
+
+    /// Admissions in the 60 seconds up to `now`.
+    public func admittedLastMinute(now: Timestamp) -> Int {
+        let cutoff = now.adding(milliseconds: -QueuePolicy.rateWindowMilliseconds)
+        return admissions[admissionsHead...].lazy.filter { $0 > cutoff }.count
+    }
+
+    /// Puts the WAITING tokens in `order` at the head of the line in that order (the pre-queue's
+    /// draw); waiters not named keep their order behind them. Tokens not waiting are ignored.
+    public mutating func reorder(headFirst order: [String]) {
+        var byToken: [String: Waiter] = [:]
+        for waiter in waiters[head...] { byToken[waiter.token] = waiter }
+        var drawn: [Waiter] = []
+        for token in order { if let waiter = byToken.removeValue(forKey: token) { drawn.append(waiter) } }
+        let rest = waiters[head...].filter { byToken[$0.token] != nil }
+        var sequence: UInt64 = 1
+        var line: [Waiter] = []
+        for var waiter in drawn + rest {
+            waiter.sequence = sequence
+            sequence += 1
+            line.append(waiter)
+        }
+        waiters = line
+        head = 0
+        sequenceByToken = [:]
+        for waiter in line { sequenceByToken[waiter.token] = waiter.sequence }
+        nextSequence = sequence
+    }
 
     /// Joins the line, or returns the user's live token with `created == false`.
     public mutating func join(userId: Int64, newToken: String, now: Timestamp) -> (ticket: QueueTicket, created: Bool) {
@@ -156,7 +240,10 @@ public struct WaitingLine: Sendable {
                 if tokenByUser[entry.userId] == token { tokenByUser[entry.userId] = nil }
             }
         }
-        while admitted.count < policy.maxActive, head < waiters.count {
+        let cutoff = now.adding(milliseconds: -QueuePolicy.rateWindowMilliseconds)
+        while admissionsHead < admissions.count, admissions[admissionsHead] <= cutoff { admissionsHead += 1 }
+        while policy.admissionRoom(active: admitted.count, admittedInWindow: admissions.count - admissionsHead) > 0,
+              head < waiters.count {
             let waiter = waiters[head]
             head += 1
             sequenceByToken[waiter.token] = nil
@@ -166,7 +253,10 @@ public struct WaitingLine: Sendable {
             }
             let activeUntil = now.adding(milliseconds: policy.activeMilliseconds)
             admitted[waiter.token] = Admitted(userId: waiter.userId, activeUntil: activeUntil)
-            admissionOrder.append((waiter.token, activeUntil))
+            var index = admissionOrder.count
+            while index > admissionHead, admissionOrder[index - 1].activeUntil > activeUntil { index -= 1 }
+            admissionOrder.insert((waiter.token, activeUntil), at: index)
+            admissions.append(now)
         }
         compactIfNeeded()
     }
@@ -227,6 +317,10 @@ public struct WaitingLine: Sendable {
         if admissionHead > 1024 && admissionHead * 2 > admissionOrder.count {
             admissionOrder.removeFirst(admissionHead)
             admissionHead = 0
+        }
+        if admissionsHead > 1024 && admissionsHead * 2 > admissions.count {
+            admissions.removeFirst(admissionsHead)
+            admissionsHead = 0
         }
     }
 }

@@ -119,6 +119,7 @@ enum PostgresMigrations {
             "ALTER TABLE point_entries DROP CONSTRAINT point_entries_type_check",
             "ALTER TABLE point_entries ADD CONSTRAINT point_entries_type_check CHECK (type IN ('CHARGE', 'PAYMENT', 'REFUND'))",
         ]),
+        Migration(version: 5, name: "on_sale_control", statements: PostgresOnSaleSchema.statements),
         // Refunds and cancelled dates: the uncapped balance CHECK, REFUND entries naming their
         // payment, `concertd_refund`, `concertd_cancel_schedule`, and holds and payments that a
         // cancelled schedule refuses (see `PostgresAfterSaleFunctions`).

@@ -15,75 +15,118 @@ import SharedState
 /// `SharedStateUnavailable`, as the Redis room reports Redis.
 public final class PostgresWaitingRoom: WaitingRoom {
     private let store: PostgresConcertStore
-    private let policy: QueuePolicy
+    private let policies: any QueuePolicySource
 
-    public init(store: PostgresConcertStore, policy: QueuePolicy) {
+    public convenience init(store: PostgresConcertStore, policy: QueuePolicy) {
+        self.init(store: store, policies: FixedQueuePolicy(policy))
+    }
+
+    /// Each line's policy comes from `policies` with every call (the functions' arguments; the
+    /// rate through the `*_rated` wrappers of migration 5).
+    public init(store: PostgresConcertStore, policies: any QueuePolicySource) {
         self.store = store
-        self.policy = policy
+        self.policies = policies
     }
 
     public func join(userId: Int64, concertId: Int64, now: Timestamp) async throws -> (ticket: QueueTicket, created: Bool) {
         let token = QueueToken.make(concertId: concertId)
+        let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("join", """
-            SELECT * FROM concertd_queue_join(\(userId), \(concertId), \(token), \(now.milliseconds), \(policy.maxActive),
-                                              \(policy.activeMilliseconds), \(policy.idleMilliseconds))
+            SELECT * FROM concertd_queue_join_rated(\(userId), \(concertId), \(token), \(now.milliseconds), \(policy.admissionCap),
+                                              \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
             """)
         guard let row = rows.first else { throw SharedStateUnavailable("PostgreSQL queue join returned no row") }
         let (status, owner, position, activeUntil, issued, created) =
             try row.decode((String, Int64, Int64, Int64?, String, Bool).self)
         return (try ticket(token: issued, concertId: concertId, status: status, userId: owner, position: position,
-                           activeUntil: activeUntil), created)
+                           activeUntil: activeUntil, policy: policy), created)
     }
 
     public func poll(token: String, now: Timestamp) async throws -> QueueTicket? {
         guard let concertId = QueueToken.concertId(of: token) else { return nil }
+        let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("poll", """
-            SELECT * FROM concertd_queue_poll(\(token), \(concertId), \(now.milliseconds), \(policy.maxActive),
-                                              \(policy.activeMilliseconds), \(policy.idleMilliseconds))
+            SELECT * FROM concertd_queue_poll_rated(\(token), \(concertId), \(now.milliseconds), \(policy.admissionCap),
+                                              \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
             """)
         guard let row = rows.first else { return nil }
         let (status, owner, position, activeUntil) = try row.decode((String, Int64, Int64, Int64?).self)
         return try ticket(token: token, concertId: concertId, status: status, userId: owner, position: position,
-                          activeUntil: activeUntil)
+                          activeUntil: activeUntil, policy: policy)
     }
 
     @discardableResult
     public func end(token: String, now: Timestamp) async throws -> Bool {
         guard let concertId = QueueToken.concertId(of: token) else { return false }
+        let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("end", """
-            SELECT concertd_queue_end(\(token), \(concertId), \(now.milliseconds), \(policy.maxActive),
-                                      \(policy.activeMilliseconds), \(policy.idleMilliseconds))
+            SELECT concertd_queue_end_rated(\(token), \(concertId), \(now.milliseconds), \(policy.admissionCap),
+                                      \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
             """)
         return try rows.first?.decode(Bool.self) ?? false
     }
 
     public func sweep(now: Timestamp) async throws {
-        // Only lines with something to do: a free slot and someone waiting, an ACTIVE token whose
-        // time is up, or idle waiters not looked for in the last second.
+        // Only lines with something to do: someone waiting (each line's own cap decides below
+        // whether there is room), or an ACTIVE token whose time is up.
         let rows = try await query("sweep", """
-            SELECT l.concert_id FROM queue_lines l
-            WHERE (l.waiting_count > 0 AND (l.active_count < \(policy.maxActive) OR l.idle_swept_at + 1000 <= \(now.milliseconds)))
-               OR (l.active_count > 0 AND EXISTS (SELECT 1 FROM queue_tokens t WHERE t.concert_id = l.concert_id
-                                                  AND t.status = 'ACTIVE' AND t.active_until <= \(now.milliseconds)))
+            SELECT * FROM (
+              SELECT l.concert_id, l.waiting_count > 0 AS waiting, l.active_count,
+                     l.waiting_count > 0 AND l.idle_swept_at + 1000 <= \(now.milliseconds) AS idle_due,
+                     l.active_count > 0 AND EXISTS (SELECT 1 FROM queue_tokens t WHERE t.concert_id = l.concert_id
+                                                    AND t.status = 'ACTIVE' AND t.active_until <= \(now.milliseconds)) AS expired
+              FROM queue_lines l) lines
+            WHERE waiting OR expired
             """)
-        let concertIds = try rows.map { try $0.decode(Int64.self) }
+        let lines = try rows.map { try $0.decode((Int64, Bool, Int64, Bool, Bool).self) }
         // One statement per line keeps each line's lock short.
-        for concertId in concertIds {
+        for (concertId, waiting, active, idleDue, expired) in lines {
+            let policy = try await policies.policy(concertId: concertId, now: now)
+            let hasRoom = waiting && active < policy.admissionCap
+            guard hasRoom || idleDue || expired else { continue }
             _ = try await query("sweep", """
-                SELECT concertd_queue_sweep(\(concertId), \(now.milliseconds), \(policy.maxActive),
-                                            \(policy.activeMilliseconds), \(policy.idleMilliseconds))
+                SELECT concertd_queue_sweep_rated(\(concertId), \(now.milliseconds), \(policy.admissionCap),
+                                            \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
                 """)
         }
     }
 
     public func counts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int) {
+        let counts = try await lineCounts(concertId: concertId, now: now)
+        return (counts.waiting, counts.active)
+    }
+
+    public func admittedLastMinute(concertId: Int64, now: Timestamp) async throws -> Int {
+        try await lineCounts(concertId: concertId, now: now).admitted
+    }
+
+    private func lineCounts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int, admitted: Int) {
+        let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("counts", """
-            SELECT * FROM concertd_queue_counts(\(concertId), \(now.milliseconds), \(policy.maxActive),
-                                                \(policy.activeMilliseconds), \(policy.idleMilliseconds))
+            SELECT * FROM concertd_queue_counts_rated(\(concertId), \(now.milliseconds), \(policy.admissionCap),
+                                                \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
             """)
-        guard let row = rows.first else { return (0, 0) }
-        let (waiting, active) = try row.decode((Int64, Int64).self)
-        return (Int(waiting), Int(active))
+        guard let row = rows.first else {
+            // No line yet; admissions of the last minute outlive an emptied line.
+            let admitted = try await query("counts", """
+                SELECT count(*) FROM queue_admissions WHERE concert_id = \(concertId)
+                  AND admitted_at > \(now.milliseconds - QueuePolicy.rateWindowMilliseconds)
+                """).first?.decode(Int64.self) ?? 0
+            return (0, 0, Int(admitted))
+        }
+        let (waiting, active, admitted) = try row.decode((Int64, Int64, Int64).self)
+        return (Int(waiting), Int(active), Int(admitted))
+    }
+
+    public func draw(concertId: Int64, now: Timestamp, order: @Sendable ([String]) -> [String]) async throws -> Int {
+        let drawn = try await query("draw", "SELECT drawn_entrants FROM queue_lines WHERE concert_id = \(concertId)")
+        if let row = drawn.first, let done = try row.decode(Int64?.self) { return Int(done) }
+        let tokens = try await query("draw", """
+            SELECT token FROM queue_tokens WHERE concert_id = \(concertId) AND status = 'WAITING' ORDER BY sequence
+            """).map { try $0.decode(String.self) }
+        let ordered = order(tokens)
+        let rows = try await query("draw", "SELECT concertd_queue_draw(\(concertId), \(ordered))")
+        return Int(try rows.first?.decode(Int64.self) ?? 0)
     }
 
     public func ping() async throws {
@@ -91,7 +134,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
     }
 
     private func ticket(token: String, concertId: Int64, status: String, userId: Int64, position: Int64,
-                        activeUntil: Int64?) throws -> QueueTicket {
+                        activeUntil: Int64?, policy: QueuePolicy) throws -> QueueTicket {
         switch (status, activeUntil) {
         case ("ACTIVE", let until?):
             return QueueTicket(token: token, userId: userId, concertId: concertId, status: .active, position: 0,

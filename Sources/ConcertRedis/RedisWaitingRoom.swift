@@ -14,37 +14,45 @@ import SharedState
 /// - `queue:{c}:owner`    HASH token → user id, for every live token.
 /// - `queue:{c}:user`     HASH user id → the user's live token.
 /// - `queue:{c}:sequence` counter for arrival numbers.
+/// - `queue:{c}:admitted` ZSET token → admission time (ms), the last 60 seconds' admissions
+///   (for `admitPerMinute`); it outlives an empty line and expires a minute after its last entry.
+/// - `queue:{c}:drawn`    the pre-queue's draw happened: how many it ordered (kept).
 /// - `queue:lines`        SET of concert ids with a line, so `sweep` can find them.
+/// Each line's policy comes from `policies` with every call (as script arguments).
 /// Every lookup of one token is O(log n).
 public final class RedisWaitingRoom: WaitingRoom {
     private let pool: RedisConnectionPool
-    private let policy: QueuePolicy
+    private let policies: any QueuePolicySource
     private let keyPrefix: String
 
-    public init(pool: RedisConnectionPool, policy: QueuePolicy, keyPrefix: String = "concertd:") {
+    public convenience init(pool: RedisConnectionPool, policy: QueuePolicy, keyPrefix: String = "concertd:") {
+        self.init(pool: pool, policies: FixedQueuePolicy(policy), keyPrefix: keyPrefix)
+    }
+
+    public init(pool: RedisConnectionPool, policies: any QueuePolicySource, keyPrefix: String = "concertd:") {
         self.pool = pool
-        self.policy = policy
+        self.policies = policies
         self.keyPrefix = keyPrefix
     }
 
     public func join(userId: Int64, concertId: Int64, now: Timestamp) async throws -> (ticket: QueueTicket, created: Bool) {
         let token = QueueToken.make(concertId: concertId)
-        let reply = try await run(Self.joinScript, "join", concertId: concertId, now: now,
-                                  extra: [RESPArgument(userId), RESPArgument(token)])
-        guard let ticket = try ticket(from: reply, concertId: concertId) else { throw unexpectedReply("join", reply) }
+        let (reply, policy) = try await run(Self.joinScript, "join", concertId: concertId, now: now,
+                                            extra: [RESPArgument(userId), RESPArgument(token)])
+        guard let ticket = try ticket(from: reply, concertId: concertId, policy: policy) else { throw unexpectedReply("join", reply) }
         return ticket
     }
 
     public func poll(token: String, now: Timestamp) async throws -> QueueTicket? {
         guard let concertId = QueueToken.concertId(of: token) else { return nil }
-        let reply = try await run(Self.pollScript, "poll", concertId: concertId, now: now, extra: [RESPArgument(token)])
-        return try ticket(from: reply, concertId: concertId)?.ticket
+        let (reply, policy) = try await run(Self.pollScript, "poll", concertId: concertId, now: now, extra: [RESPArgument(token)])
+        return try ticket(from: reply, concertId: concertId, policy: policy)?.ticket
     }
 
     @discardableResult
     public func end(token: String, now: Timestamp) async throws -> Bool {
         guard let concertId = QueueToken.concertId(of: token) else { return false }
-        let reply = try await run(Self.endScript, "end", concertId: concertId, now: now, extra: [RESPArgument(token)])
+        let (reply, _) = try await run(Self.endScript, "end", concertId: concertId, now: now, extra: [RESPArgument(token)])
         guard let ended = reply.integer else { throw unexpectedReply("end", reply) }
         return ended == 1
     }
@@ -67,11 +75,38 @@ public final class RedisWaitingRoom: WaitingRoom {
     }
 
     public func counts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int) {
-        let reply = try await run(Self.countsScript, "counts", concertId: concertId, now: now, extra: [])
+        let (reply, _) = try await run(Self.countsScript, "counts", concertId: concertId, now: now, extra: [])
         guard let values = reply.array, values.count == 2, let waiting = values[0].integer, let active = values[1].integer else {
             throw unexpectedReply("counts", reply)
         }
         return (Int(waiting), Int(active))
+    }
+
+    public func admittedLastMinute(concertId: Int64, now: Timestamp) async throws -> Int {
+        let key = keys(concertId: concertId)[7]
+        let since = now.milliseconds - QueuePolicy.rateWindowMilliseconds
+        let reply = try await pool.unavailableOnFailure("admitted") {
+            try await pool.send("ZCOUNT", RESPArgument(key), RESPArgument("(\(since)"), "+inf")
+        }
+        guard let count = reply.integer else { throw unexpectedReply("admitted", reply) }
+        return Int(count)
+    }
+
+    public func draw(concertId: Int64, now: Timestamp, order: @Sendable ([String]) -> [String]) async throws -> Int {
+        let keys = keys(concertId: concertId)
+        let drawn = try await pool.unavailableOnFailure("draw") { try await pool.send("GET", RESPArgument(keys[8])) }
+        if let done = drawn.string.flatMap({ Int($0) }) { return done }
+        let members = try await pool.unavailableOnFailure("draw") {
+            try await pool.send("ZRANGE", RESPArgument(keys[0]), 0, -1)
+        }
+        guard let tokens = members.array?.compactMap(\.string) else { throw unexpectedReply("draw", members) }
+        let ordered = order(tokens)
+        // Applied only if no other instance drew first; anyone who joined in between keeps an
+        // arrival number above every drawn place (there are at most as many places as numbers given).
+        let (reply, _) = try await run(Self.drawScript, "draw", concertId: concertId, now: now,
+                                       extra: ordered.map { RESPArgument($0) })
+        guard let entrants = reply.integer else { throw unexpectedReply("draw", reply) }
+        return Int(entrants)
     }
 
     public func ping() async throws {
@@ -85,14 +120,21 @@ public final class RedisWaitingRoom: WaitingRoom {
 
     private func keys(concertId: Int64) -> [String] {
         let base = keyPrefix + "queue:{\(concertId)}:"
-        return [base + "waiting", base + "seen", base + "active", base + "owner", base + "user", base + "sequence", linesKey]
+        return [base + "waiting", base + "seen", base + "active", base + "owner", base + "user", base + "sequence", linesKey,
+                base + "admitted", base + "drawn"]
     }
 
     private func run(_ script: RedisScript, _ what: String, concertId: Int64, now: Timestamp,
+                     extra: [RESPArgument]) async throws -> (RESPValue, QueuePolicy) {
+        let policy = try await policies.policy(concertId: concertId, now: now)
+        return (try await run(script, what, concertId: concertId, now: now, policy: policy, extra: extra), policy)
+    }
+
+    private func run(_ script: RedisScript, _ what: String, concertId: Int64, now: Timestamp, policy: QueuePolicy,
                      extra: [RESPArgument]) async throws(SharedStateUnavailable) -> RESPValue {
         let arguments = [
-            RESPArgument(now.milliseconds), RESPArgument(policy.maxActive), RESPArgument(policy.activeMilliseconds),
-            RESPArgument(policy.idleMilliseconds), RESPArgument(concertId),
+            RESPArgument(now.milliseconds), RESPArgument(policy.admissionCap), RESPArgument(policy.activeMilliseconds),
+            RESPArgument(policy.idleMilliseconds), RESPArgument(concertId), RESPArgument(policy.admitPerMinute ?? 0),
         ] + extra
         let keys = keys(concertId: concertId)
         return try await pool.unavailableOnFailure(what) {
@@ -101,7 +143,7 @@ public final class RedisWaitingRoom: WaitingRoom {
     }
 
     /// Reads `{status, userId, position, activeUntil, token, created}`; nil for a nil reply.
-    private func ticket(from reply: RESPValue, concertId: Int64) throws(SharedStateUnavailable) -> (ticket: QueueTicket, created: Bool)? {
+    private func ticket(from reply: RESPValue, concertId: Int64, policy: QueuePolicy) throws(SharedStateUnavailable) -> (ticket: QueueTicket, created: Bool)? {
         if reply.isNull { return nil }
         guard let fields = reply.array, fields.count == 6,
               let status = fields[0].integer, let userId = fields[1].integer, let position = fields[2].integer,
@@ -127,13 +169,14 @@ public final class RedisWaitingRoom: WaitingRoom {
     /// Numbers that become scores or replies are formatted with %.0f: Lua's default
     /// number-to-string keeps only 14 digits. User ids stay strings (Lua numbers are doubles).
     private static let prelude = """
-    local waitingKey, seenKey, activeKey, ownerKey, userKey, sequenceKey, linesKey =
-      KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+    local waitingKey, seenKey, activeKey, ownerKey, userKey, sequenceKey, linesKey, admittedKey, drawnKey =
+      KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
     local now = tonumber(ARGV[1])
     local maxActive = tonumber(ARGV[2])
     local activeMs = tonumber(ARGV[3])
     local idleMs = tonumber(ARGV[4])
     local concertId = ARGV[5]
+    local rate = tonumber(ARGV[6])
 
     local function number(value) return string.format('%.0f', value) end
 
@@ -157,16 +200,19 @@ public final class RedisWaitingRoom: WaitingRoom {
       return (not lastSeen) or tonumber(lastSeen) + idleMs <= now
     end
 
-    -- Expire ACTIVE tokens whose time is up, then admit from the head while there is room,
-    -- skipping waiters that went idle.
+    -- Expire ACTIVE tokens whose time is up, then admit from the head while there is room
+    -- (the cap, and with a rate the admissions of the last 60 seconds), skipping waiters that
+    -- went idle.
     local function advance()
       local expired = redis.call('ZRANGEBYSCORE', activeKey, '-inf', ARGV[1])
       for _, token in ipairs(expired) do
         redis.call('ZREM', activeKey, token)
         forget(token)
       end
+      redis.call('ZREMRANGEBYSCORE', admittedKey, '-inf', number(now - 60000))
       local activeCount = redis.call('ZCARD', activeKey)
-      while activeCount < maxActive do
+      local recent = redis.call('ZCARD', admittedKey)
+      while activeCount < maxActive and (rate <= 0 or recent < rate) do
         local head = redis.call('ZRANGE', waitingKey, 0, 0)
         if #head == 0 then break end
         local token = head[1]
@@ -176,7 +222,10 @@ public final class RedisWaitingRoom: WaitingRoom {
           redis.call('ZREM', waitingKey, token)
           redis.call('ZREM', seenKey, token)
           redis.call('ZADD', activeKey, number(now + activeMs), token)
+          redis.call('ZADD', admittedKey, ARGV[1], token)
+          redis.call('PEXPIRE', admittedKey, 61000)
           activeCount = activeCount + 1
+          recent = recent + 1
         end
       end
     end
@@ -208,9 +257,9 @@ public final class RedisWaitingRoom: WaitingRoom {
 
     """
 
-    // ARGV[6] = user id, ARGV[7] = a fresh token.
+    // ARGV[7] = user id, ARGV[8] = a fresh token.
     static let joinScript = RedisScript(prelude + """
-    local userId, newToken = ARGV[6], ARGV[7]
+    local userId, newToken = ARGV[7], ARGV[8]
     redis.call('SADD', linesKey, concertId)
     advance()
     local existing = redis.call('HGET', userKey, userId)
@@ -227,17 +276,17 @@ public final class RedisWaitingRoom: WaitingRoom {
     return ticket(newToken, 1)
     """)
 
-    // ARGV[6] = token.
+    // ARGV[7] = token.
     static let pollScript = RedisScript(prelude + """
-    local token = ARGV[6]
+    local token = ARGV[7]
     advance()
     if not touch(token) then return false end
     return ticket(token, 0)
     """)
 
-    // ARGV[6] = token. Like WaitingLine.end: remove first, then advance so the head moves up.
+    // ARGV[7] = token. Like WaitingLine.end: remove first, then advance so the head moves up.
     static let endScript = RedisScript(prelude + """
-    local token = ARGV[6]
+    local token = ARGV[7]
     local ended = 0
     if redis.call('ZREM', activeKey, token) == 1 then
       forget(token)
@@ -262,6 +311,22 @@ public final class RedisWaitingRoom: WaitingRoom {
       redis.call('SREM', linesKey, concertId)
     end
     return 1
+    """)
+
+    // ARGV[7...] = every WAITING token in the drawn order. Once per line: the first call puts
+    // them at the head in that order and records how many; later calls return that number.
+    static let drawScript = RedisScript(prelude + """
+    local done = redis.call('GET', drawnKey)
+    if done then return tonumber(done) end
+    local entrants = 0
+    for i = 7, #ARGV do
+      if redis.call('ZSCORE', waitingKey, ARGV[i]) then
+        entrants = entrants + 1
+        redis.call('ZADD', waitingKey, entrants, ARGV[i])
+      end
+    end
+    redis.call('SET', drawnKey, entrants)
+    return entrants
     """)
 
     static let countsScript = RedisScript(prelude + """

@@ -105,11 +105,30 @@ enum SQLiteMigrations {
                 CREATE INDEX point_entries_user ON point_entries (user_id, id);
                 """)
         }
+        // On-sale control (issue 14): a concert's line policy, when an operator changed it, and
+        // its pre-queue's draw (the seed is secret until drawn_at).
+        migrator.registerMigration("003_queue_policies") { db in
+            try db.execute(sql: """
+                CREATE TABLE queue_policies (
+                  concert_id INTEGER PRIMARY KEY REFERENCES concerts (id),
+                  max_active INTEGER NOT NULL CHECK (max_active BETWEEN 1 AND 1000000),
+                  admit_per_minute INTEGER CHECK (admit_per_minute BETWEEN 1 AND 10000000),
+                  active_seconds INTEGER NOT NULL CHECK (active_seconds BETWEEN 30 AND 86400),
+                  paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+                  queue_opens_at INTEGER,
+                  draw_seed TEXT CHECK (draw_seed IS NULL OR length(draw_seed) = 64),
+                  draw_commitment TEXT,
+                  drawn_at INTEGER,
+                  entrants INTEGER,
+                  CHECK ((draw_seed IS NULL) = (draw_commitment IS NULL))
+                );
+                """)
+        }
         // Refunds and cancelled dates (PostgreSQL migration 6): a refund may bring a balance past
         // the charge cap, so users is rebuilt with a CHECK that keeps it non-negative only (the
         // migrator runs with foreign keys off and checks them before it commits); a REFUND entry
         // names its payment, at most one per payment.
-        migrator.registerMigration("003_refunds") { db in
+        migrator.registerMigration("004_refunds") { db in
             try db.execute(sql: """
                 CREATE TABLE users_new (
                   id INTEGER PRIMARY KEY,

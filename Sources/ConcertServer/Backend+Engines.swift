@@ -46,20 +46,23 @@ extension Backend {
             throw ConfigError("CONCERT_DATABASE_URL must start with sqlite: or postgres://, got '\(url)'")
         }
 
+        // Every line's policy (the settings' defaults until an operator changes it) lives in the
+        // database; the waiting room asks for it with every operation.
+        let policies = LinePolicies(store: store, settings: config.queue, clock: clock)
         if let redisURL = config.redisURL {
-            let redis = try Backend.makeRedisState(url: redisURL, keyPrefix: config.redisKeyPrefix, policy: config.queue, logger: logger)
+            let redis = try Backend.makeRedisState(url: redisURL, keyPrefix: config.redisKeyPrefix, policies: policies, logger: logger)
             return Backend(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
-                           tokenClaims: redis.tokenClaims, services: services + redis.services)
+                           linePolicies: policies, tokenClaims: redis.tokenClaims, services: services + redis.services)
         }
         if let postgres {
             // PostgreSQL alone, for any number of instances: the waiting room, the rate limiter and
             // the cache generations live in the database too.
-            let shared = Backend.makePostgresState(store: postgres, policy: config.queue, clock: clock, logger: logger)
+            let shared = Backend.makePostgresState(store: postgres, policies: policies, clock: clock, logger: logger)
             return Backend(store: store, waitingRoom: shared.waitingRoom, cache: shared.cache, rateLimiter: shared.rateLimiter,
-                           tokenClaims: shared.tokenClaims, services: services + shared.services)
+                           linePolicies: policies, tokenClaims: shared.tokenClaims, services: services + shared.services)
         }
-        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: InProcessResponseCache(),
-                       rateLimiter: InProcessRateLimiter(), services: services)
+        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policies: policies), cache: InProcessResponseCache(),
+                       rateLimiter: InProcessRateLimiter(), linePolicies: policies, services: services)
     }
 
     static func makePostgresStore(url: String, logger: Logger) throws -> (store: PostgresConcertStore, service: any Service) {
@@ -77,7 +80,7 @@ extension Backend {
         return (store, service)
     }
 
-    static func makeRedisState(url: String, keyPrefix: String, policy: QueuePolicy, logger: Logger) throws
+    static func makeRedisState(url: String, keyPrefix: String, policies: any QueuePolicySource, logger: Logger) throws
         -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, tokenClaims: any TokenClaims,
             services: [any Service]) {
         let pool: RedisConnectionPool
@@ -90,7 +93,7 @@ extension Backend {
             // The pool connects on demand; this service only exists to close it at shutdown.
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
         }, close: { await pool.close() })
-        return (RedisWaitingRoom(pool: pool, policy: policy, keyPrefix: keyPrefix), RedisResponseCache(pool: pool, keyPrefix: keyPrefix),
+        return (RedisWaitingRoom(pool: pool, policies: policies, keyPrefix: keyPrefix), RedisResponseCache(pool: pool, keyPrefix: keyPrefix),
                 RedisRateLimiter(pool: pool, keyPrefix: keyPrefix), RedisTokenClaims(pool: pool, keyPrefix: keyPrefix), [service])
     }
 }
@@ -98,13 +101,13 @@ extension Backend {
 extension Backend {
     /// The waiting room, rate limiter and cache in PostgreSQL, on the store's own pool, plus a
     /// janitor that deletes rate-limit buckets nobody used for a minute.
-    static func makePostgresState(store: PostgresConcertStore, policy: QueuePolicy, clock: WallClock, logger: Logger)
+    static func makePostgresState(store: PostgresConcertStore, policies: any QueuePolicySource, clock: WallClock, logger: Logger)
         -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, tokenClaims: any TokenClaims,
             services: [any Service]) {
         let rateLimiter = PostgresRateLimiter(store: store)
         let tokenClaims = PostgresTokenClaims(store: store)
         let janitor = RateLimitJanitor(limiter: rateLimiter, tokenClaims: tokenClaims, clock: clock, logger: logger)
-        return (PostgresWaitingRoom(store: store, policy: policy), PostgresGenerationCache(store: store), rateLimiter, tokenClaims,
+        return (PostgresWaitingRoom(store: store, policies: policies), PostgresGenerationCache(store: store), rateLimiter, tokenClaims,
                 [janitor])
     }
 }

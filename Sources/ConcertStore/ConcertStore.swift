@@ -163,8 +163,51 @@ public protocol IdempotencyStore: Sendable {
     func release(userId: Int64, key: String, claimedAt: Timestamp) async throws
 }
 
+/// A concert's stored line policy and its pre-queue's draw.
+public struct StoredQueuePolicy: Sendable, Equatable {
+    public var policy: LinePolicy
+    public var draw: DrawRecord?
+    public init(policy: LinePolicy, draw: DrawRecord?) {
+        self.policy = policy
+        self.draw = draw
+    }
+}
+
+/// The pre-queue's draw as stored: the seed is secret until `drawnAt` is set.
+public struct DrawRecord: Sendable, Equatable {
+    public var seedHex: String
+    public var commitment: String
+    public var drawnAt: Timestamp?
+    public var entrants: Int?
+    public init(seedHex: String, commitment: String, drawnAt: Timestamp?, entrants: Int?) {
+        self.seedHex = seedHex
+        self.commitment = commitment
+        self.drawnAt = drawnAt
+        self.entrants = entrants
+    }
+}
+
+/// Per-concert line policies (on-sale control), and the seat counts admission looks at.
+public protocol QueuePolicyStore: Sendable {
+    /// Nil when nobody changed the concert's policy (the settings' defaults apply).
+    func queuePolicy(concertId: Int64) async throws -> StoredQueuePolicy?
+    /// In one atomic statement: applies `change` to the stored policy (or to `defaults` when there
+    /// is none), and when the result has a pre-queue (`queueOpensAt` < `bookingOpensAt`) and no
+    /// seed is stored yet, stores `newSeedHex` and its `commitment` (never replaced afterwards).
+    /// Two racing changes leave one after the other, never a mix of fields of one row.
+    func changeQueuePolicy(concertId: Int64, change: LinePolicyChange, defaults: LinePolicy, bookingOpensAt: Timestamp,
+                           newSeedHex: String, commitment: String) async throws -> StoredQueuePolicy
+    /// Records that the draw happened (the first call only; later ones change nothing).
+    func recordDraw(concertId: Int64, entrants: Int, at: Timestamp) async throws
+    /// Seats of the concert's future, not-cancelled schedules at `now`: in all, AVAILABLE, SOLD.
+    func availability(concertId: Int64, now: Timestamp) async throws -> Availability
+    /// `reservableConcerts`, plus the concerts whose booking window opens after `now`, by id.
+    func upcomingConcerts(now: Timestamp, after: Int64?, limit: Int) async throws -> ReservableConcertPage
+}
+
 /// Everything the service keeps in its database.
-public protocol ConcertStore: CatalogStore, ReservationStore, WalletStore, PaymentStore, IdempotencyStore, WebhookStore {
+public protocol ConcertStore: CatalogStore, ReservationStore, WalletStore, PaymentStore, IdempotencyStore, WebhookStore,
+                              QueuePolicyStore {
     /// Brings the schema up to date.
     func migrate() async throws
     /// Answers when the database does (readiness).

@@ -17,8 +17,28 @@ public protocol WaitingRoom: Sendable {
     func sweep(now: Timestamp) async throws
     /// How many wait and how many are ACTIVE in one concert's line.
     func counts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int)
+    /// Admissions to the concert's line in the 60 seconds up to `now`, across instances.
+    func admittedLastMinute(concertId: Int64, now: Timestamp) async throws -> Int
+    /// The pre-queue's draw, at most once per line across instances: puts the WAITING tokens
+    /// in the order `order` gives them (it receives them all), ahead of anyone not among them.
+    /// Returns how many were drawn, the first time and every time after.
+    func draw(concertId: Int64, now: Timestamp, order: @Sendable ([String]) -> [String]) async throws -> Int
     /// Answers when the backing store does (readiness).
     func ping() async throws
+}
+
+/// Where a waiting room finds the rules each line runs on at `now` (the caller's policy, pause,
+/// seats and draw folded into one `QueuePolicy`). The room passes them to its store with every
+/// operation (Lua or PL/pgSQL arguments) and never keeps them.
+public protocol QueuePolicySource: Sendable {
+    func policy(concertId: Int64, now: Timestamp) async throws -> QueuePolicy
+}
+
+/// The same policy for every line: the settings, as before lines had policies of their own.
+public struct FixedQueuePolicy: QueuePolicySource {
+    public let policy: QueuePolicy
+    public init(_ policy: QueuePolicy) { self.policy = policy }
+    public func policy(concertId: Int64, now: Timestamp) async throws -> QueuePolicy { policy }
 }
 
 public enum QueueToken {

@@ -4,7 +4,8 @@ Starts a real `concertd serve --dev` on a free port with a throwaway SQLite file
 Chromium through the page with Selenium, and checks what the page shows at each step: a fan signs
 in, waits in line, picks a date and a seat, holds it, fails to pay without points, charges points,
 pays, and finds the reservation CONFIRMED; an operator creates a concert and a date (surviving a
-network drop) and watches its live counts. Screenshots of the main pages go to docs/screenshots/.
+network drop) and watches its live counts; an operator opens a pre-queue and pauses and resumes
+admission, and a fan waits in it and checks the draw. Screenshots of the main pages go to docs/screenshots/.
 
 Settings (environment): CONCERTD_BIN (default .build/debug/concertd), CHROMIUM_BIN
 (default /usr/bin/chromium), CHROMEDRIVER_BIN (default /usr/bin/chromedriver),
@@ -484,4 +485,71 @@ def test_phone_width(server, driver):
     finally:
         d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
                           {"width": 1000, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+    assert csp_violations(d) == []
+
+
+def test_operator_opens_a_pre_queue_and_a_fan_checks_the_draw(server, driver):
+    d = driver
+    admin = server.token(1, admin=True)
+    # A concert whose booking opens 25 s from now, with one date.
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    opens = now + datetime.timedelta(seconds=25)
+    status, concert = server.api("POST", "/v1/admin/concerts", token=admin, body={
+        "title": "Midnight Draw", "artist": "The Lotteries", "venue": "Hall 9",
+        "bookingOpensAt": opens.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "bookingClosesAt": (now + datetime.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M:%SZ")})
+    assert status == 201, concert
+    concert_id = str(concert["id"])
+    status, schedule = server.api("POST", f"/v1/admin/concerts/{concert_id}/schedules", token=admin, body={
+        "startsAt": (now + datetime.timedelta(days=5)).strftime("%Y-%m-%dT%H:%M:%SZ"), "price": 100, "seatCount": 10})
+    assert status == 201, schedule
+
+    # The operator follows it and opens its pre-queue now (the minute's start, before the opening).
+    sign_in(d, server, 1, admin=True)
+    wait(d).until(lambda d: d.current_url.endswith("#/admin"))
+    field = visible(d, "#watch-id")
+    field.send_keys(concert_id)
+    field.send_keys(Keys.ENTER)
+    wait(d).until(lambda d: concert_id in d.execute_script(
+        "return Array.from(document.querySelectorAll('#lc-concert option')).map(o => o.value)"))
+    Select(d.find_element(By.ID, "lc-concert")).select_by_value(concert_id)
+    max_field = d.find_element(By.ID, "lc-max")
+    wait(d).until(lambda d: max_field.get_attribute("value") == "1")
+    local_minute = datetime.datetime.now().replace(second=0, microsecond=0)
+    set_datetime_local(d, d.find_element(By.ID, "lc-opens"), local_minute.strftime("%Y-%m-%dT%H:%M"))
+    d.find_element(By.CSS_SELECTOR, "[data-action=save-policy]").click()
+    text_in(d, "[aria-labelledby=lc-heading] .notice-success", "Saved")
+    commitment = text_in(d, "[data-fact=commitment]", "").text
+    status, draw = server.api("GET", f"/v1/concerts/{concert_id}/queue/draw")
+    assert status == 200 and draw["commitment"] == commitment and draw["seed"] is None, draw
+    text_in(d, "[data-fact=seed]", "secret until the draw")
+    # Pause and resume from the page.
+    d.find_element(By.CSS_SELECTOR, "[data-action=pause]").click()
+    text_in(d, "[data-fact=state]", "Paused")
+    d.find_element(By.CSS_SELECTOR, "[data-action=resume]").click()
+    text_in(d, "[data-fact=state]", "Running")
+
+    # A fan joins before the opening: the pre-queue, with the draw's time and its commitment.
+    sign_in(d, server, 61)
+    go(d, server, f"#/concert/{concert_id}")
+    text_in(d, ".line-box h2", "pre-queue")
+    text_in(d, ".line-box", "The draw happens at")
+    details = visible(d, "[data-draw] summary")
+    details.click()
+    text_in(d, "[data-draw] .draw-commitment", commitment)
+    shot(d, "pre-queue")
+
+    # After the opening the pre-queue is drawn; the only entrant is admitted, and the page checks
+    # the revealed seed against the commitment and shows the fan's own key.
+    remaining = (opens - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    if remaining > 0:
+        time.sleep(remaining)
+    text_in(d, ".line-box h2", "your turn", timeout=30)
+    visible(d, "[data-draw] summary").click()
+    text_in(d, "[data-draw] .draw-ok", "matches the commitment")
+    key = text_in(d, "[data-draw] .draw-key", "").text
+    assert re.fullmatch(r"[0-9a-f]{64}", key), key
+    status, draw = server.api("GET", f"/v1/concerts/{concert_id}/queue/draw")
+    assert draw["entrants"] == 1 and draw["seed"], draw
+    shot(d, "draw-check")
     assert csp_violations(d) == []

@@ -5,7 +5,7 @@ import SharedState
 
 /// Public concert listing (cached) and a concert's details.
 struct ConcertsController {
-    let store: any CatalogStore
+    let store: any ConcertStore
     let cache: any ResponseCache
     let clock: WallClock
     /// Longest a cached page of the list is served.
@@ -19,11 +19,24 @@ struct ConcertsController {
     func list(_ request: Request, context: AppRequestContext) async throws -> Response {
         let limit = try request.queryInteger("limit", default: 100, range: 1...500)
         let after = try request.queryInteger("after", default: 0, range: 0...Int64.max)
+        let upcoming: Bool
+        switch request.uri.queryParameters["upcoming"].map(String.init) {
+        case nil, "false": upcoming = false
+        case "true": upcoming = true
+        default: throw APIError.malformedRequest("'upcoming' must be true or false")
+        }
         let now = clock.now()
         let cache = CacheAside(cache: cache, logger: context.logger)
-        let body = try await cache.body(namespace: CacheAside.concertList, key: "\(after):\(limit)", now: now) {
-            let page = try await store.reservableConcerts(now: now, after: after == 0 ? nil : after, limit: Int(limit))
-            let body = try JSONBody.encode(ConcertListBody(concerts: page.concerts.map { ConcertBody($0, reservable: true) }))
+        let key = upcoming ? "upcoming:\(after):\(limit)" : "\(after):\(limit)"
+        let body = try await cache.body(namespace: CacheAside.concertList, key: key, now: now) {
+            let first = after == 0 ? nil : after
+            let page = upcoming
+                ? try await store.upcomingConcerts(now: now, after: first, limit: Int(limit))
+                : try await store.reservableConcerts(now: now, after: first, limit: Int(limit))
+            // Upcoming ones (booking opens later) are listed with reservable false.
+            let body = try JSONBody.encode(ConcertListBody(concerts: page.concerts.map {
+                ConcertBody($0, reservable: $0.isBookingOpen(at: now))
+            }))
             // Never served past the next instant at which some concert enters or leaves the list.
             var expiresAt = now.adding(milliseconds: cacheTTLMilliseconds)
             if let changesAt = page.changesAt, changesAt < expiresAt { expiresAt = changesAt }

@@ -157,6 +157,90 @@
     const watchForm = h("form", { class: "form form-inline", novalidate: true, "aria-label": "Follow another concert" },
       watchField.field, h("div", { class: "actions" }, h("button", { type: "submit", class: "button button-secondary" }, "Follow")));
 
+    // ---- line control (on-sale policy) ----
+    const lineSelect = h("select", { id: "lc-concert", name: "lc-concert", "data-line-concert": "" });
+    const maxActive = CT.ui.field({ id: "lc-max", label: "Shopping at once (maxActive)", hint: "1 to 1,000,000.",
+      attrs: { inputmode: "numeric", autocomplete: "off" } });
+    const rate = CT.ui.field({ id: "lc-rate", label: "Admissions per minute", hint: "Blank for no rate; 1 to 10,000,000.",
+      attrs: { inputmode: "numeric", autocomplete: "off" } });
+    const activeSeconds = CT.ui.field({ id: "lc-active", label: "Turn length (seconds)", hint: "30 to 86,400; applies to later admissions.",
+      attrs: { inputmode: "numeric", autocomplete: "off" } });
+    const queueOpens = CT.ui.field({ id: "lc-opens", label: "Pre-queue opens", type: "datetime-local",
+      hint: "Your local time, before booking opens; blank for no pre-queue." });
+    const lineSave = h("button", { type: "submit", class: "button", "data-action": "save-policy" }, "Save");
+    const pauseButton = h("button", { type: "button", class: "button button-secondary", "data-action": "pause" }, "Pause admission");
+    const lineStatus = h("div", { class: "status-area", "aria-live": "polite" });
+    const lineFacts = h("dl", { class: "facts", "data-line-facts": "" });
+    const lineForm = h("form", { class: "form", novalidate: true, "aria-labelledby": "lc-heading" },
+      h("div", { class: "field" }, h("label", { for: "lc-concert" }, "Concert"), lineSelect),
+      h("div", { class: "form-grid" }, maxActive.field, rate.field, activeSeconds.field, queueOpens.field),
+      h("div", { class: "actions" }, lineSave, pauseButton), lineStatus, lineFacts);
+    let policy = null;
+
+    function showPolicy(data, draw) {
+      policy = data;
+      maxActive.input.value = String(data.maxActive);
+      rate.input.value = data.admitPerMinute == null ? "" : String(data.admitPerMinute);
+      activeSeconds.input.value = String(data.activeSeconds);
+      queueOpens.input.value = data.queueOpensAt ? localInput(new Date(data.queueOpensAt)) : "";
+      pauseButton.textContent = data.paused ? "Resume admission" : "Pause admission";
+      pauseButton.dataset.action = data.paused ? "resume" : "pause";
+      const fact = (term, value, name) => [h("dt", null, term), h("dd", { "data-fact": name, text: value })];
+      replace(lineFacts,
+        fact("Admission", data.paused ? "Paused" : data.soldOut ? "Sold out" : "Running", "state"),
+        fact("Waiting", CT.ui.number(data.waiting), "waiting"), fact("Active", CT.ui.number(data.active), "active"),
+        fact("Admitted in the last minute", CT.ui.number(data.admittedLastMinute), "admitted"),
+        draw ? fact("Draw commitment", draw.commitment, "commitment") : null,
+        draw ? fact("Draw seed", draw.seed || "secret until the draw", "seed") : null,
+        draw && draw.entrants != null ? fact("Drawn entrants", CT.ui.number(draw.entrants), "entrants") : null);
+    }
+
+    async function loadPolicy() {
+      const id = lineSelect.value;
+      if (!/^[1-9][0-9]*$/.test(id)) { replace(lineFacts); return; }
+      try {
+        const { data } = await CT.api("GET", "/v1/admin/concerts/" + id + "/queue");
+        const draw = await CT.api("GET", "/v1/concerts/" + id + "/queue/draw", { auth: false }).then((r) => r.data, () => null);
+        if (view.alive && lineSelect.value === id) showPolicy(data, draw);
+      } catch (error) {
+        replace(lineStatus, CT.ui.errorBox(error, { retry: loadPolicy }));
+      }
+    }
+
+    async function changePolicy(body, button, label) {
+      const id = lineSelect.value;
+      if (!/^[1-9][0-9]*$/.test(id)) return;
+      replace(lineStatus);
+      try {
+        await CT.ui.busy(button, label, () => CT.api("PATCH", "/v1/admin/concerts/" + id + "/queue", { body }));
+        replace(lineStatus, CT.ui.notice("success", "Saved. Every instance follows within a second."));
+        await loadPolicy();
+      } catch (error) {
+        replace(lineStatus, CT.ui.errorBox(error));
+      }
+    }
+
+    lineSelect.addEventListener("change", loadPolicy);
+    pauseButton.addEventListener("click", () =>
+      changePolicy({ paused: !(policy && policy.paused) }, pauseButton, policy && policy.paused ? "Resuming…" : "Pausing…"));
+    lineForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const checks = [
+        [maxActive, CT.validate.integer(maxActive.input.value, { min: 1, max: 1000000, name: "Shopping at once" })],
+        [activeSeconds, CT.validate.integer(activeSeconds.input.value, { min: 30, max: 86400, name: "Turn length" })],
+        [rate, rate.input.value.trim() === "" ? { value: null } : CT.validate.integer(rate.input.value, { min: 1, max: 10000000, name: "Admissions per minute" })],
+        [queueOpens, queueOpens.input.value === "" ? { value: null } : CT.validate.dateTime(queueOpens.input.value, { name: "Pre-queue opens" })],
+      ];
+      let firstBad = null;
+      for (const [field, check] of checks) {
+        field.setError(check.error || null);
+        if (check.error && !firstBad) firstBad = field;
+      }
+      if (firstBad) { firstBad.input.focus(); return; }
+      changePolicy({ maxActive: checks[0][1].value, activeSeconds: checks[1][1].value, admitPerMinute: checks[2][1].value,
+        queueOpensAt: checks[3][1].value }, lineSave, "Saving…");
+    });
+
     replace(root, heading,
       h("p", { class: "lead" }, "Create concerts and their dates, and watch each concert's line and seats live."),
       h("section", { class: "panel", "aria-labelledby": "stats-heading" }, h("h2", { id: "stats-heading" }, "Live counts"),
@@ -168,6 +252,9 @@
             h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
           statsBody)),
         statsNote, watchForm),
+      h("section", { class: "panel", "aria-labelledby": "lc-heading" }, h("h2", { id: "lc-heading" }, "Line control"),
+        h("p", { class: "muted small" }, "Pause or resume admission, change the cap, the rate and the turn length while the sale runs, and open a pre-queue whose order is drawn at the booking opening."),
+        lineForm),
       h("section", { class: "panel", "aria-labelledby": "nc-heading" }, h("h2", { id: "nc-heading" }, "New concert"), concertForm),
       h("section", { class: "panel", "aria-labelledby": "ns-heading" }, h("h2", { id: "ns-heading" }, "New date"),
         h("p", { class: "muted small" }, "A concert is on sale while its booking window is open and it has a date in the future."),
@@ -219,6 +306,10 @@
       replace(concertSelect, h("option", { value: "" }, "Choose a concert…"),
         watched().map((c) => h("option", { value: String(c.id) }, "#" + c.id + " " + c.title)));
       if (chosen && watched().some((c) => String(c.id) === String(chosen))) concertSelect.value = String(chosen);
+      const lineChosen = lineSelect.value;
+      replace(lineSelect, h("option", { value: "" }, "Choose a concert…"),
+        watched().map((c) => h("option", { value: String(c.id) }, "#" + c.id + " " + c.title)));
+      if (lineChosen && watched().some((c) => String(c.id) === lineChosen)) lineSelect.value = lineChosen;
     }
 
     // The reservable concerts are followed from the start; new ones as they are created.

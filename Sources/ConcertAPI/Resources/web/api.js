@@ -126,6 +126,8 @@ window.CT = window.CT || {};
     FORBIDDEN: "This needs an operator (admin) sign-in.",
     CONCERT_NOT_FOUND: "That concert doesn't exist.",
     CONCERT_NOT_RESERVABLE: "Booking for this concert isn't open right now.",
+    CONCERT_SOLD_OUT: "This concert is sold out.",
+    DRAW_NOT_FOUND: "This concert has no pre-queue, so there is no draw to check.",
     SCHEDULE_NOT_FOUND: "That date doesn't exist.",
     SCHEDULE_NOT_RESERVABLE: "This date can no longer be booked: it has started or booking has closed.",
     SEAT_UNAVAILABLE: "Someone just took that seat. Please pick another one.",

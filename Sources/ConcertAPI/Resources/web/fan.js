@@ -121,6 +121,50 @@
   };
 
   // ---- one concert: the waiting line, then its dates ------------------------------------
+  /** Lowercase hex SHA-256 of bytes, with the browser's Web Crypto. */
+  async function sha256Hex(bytes) {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  function hexBytes(hex) {
+    const out = new Uint8Array(hex.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.substr(i * 2, 2), 16);
+    return out;
+  }
+
+  /**
+   * "Check the draw": the published commitment; after the draw, the revealed seed, whether its
+   * SHA-256 is the commitment, and this fan's own key (SHA-256 of seed bytes followed by the
+   * token), computed here in the browser. The line is ordered by ascending key.
+   */
+  fan.drawBox = function (concertId, token) {
+    const box = h("details", { class: "draw-box", "data-draw": "" }, h("summary", null, "Check the draw"),
+      h("p", { class: "muted small" }, "Loading the draw…"));
+    box.addEventListener("toggle", async () => {
+      if (!box.open || box.dataset.loaded) return;
+      box.dataset.loaded = "1";
+      try {
+        const { data } = await CT.api("GET", "/v1/concerts/" + concertId + "/queue/draw", { auth: false });
+        const parts = [h("summary", null, "Check the draw"),
+          h("p", null, "Commitment (SHA-256 of the secret seed, published before the draw): ", h("code", { class: "draw-commitment", text: data.commitment }))];
+        if (data.seed) {
+          const matches = (await sha256Hex(hexBytes(data.seed))) === data.commitment;
+          const mine = token ? await sha256Hex(new Uint8Array([...hexBytes(data.seed), ...new TextEncoder().encode(token)])) : null;
+          parts.push(h("p", null, "Seed, revealed at the draw: ", h("code", { class: "draw-seed", text: data.seed })),
+            h("p", { class: matches ? "draw-ok" : "draw-bad" }, matches ? "✓ The seed matches the commitment." : "✗ The seed does not match the commitment."),
+            h("p", null, data.entrants === 1 ? "1 fan was in the pre-queue." : CT.ui.number(data.entrants) + " fans were in the pre-queue."));
+          if (mine) parts.push(h("p", null, "Your key: ", h("code", { class: "draw-key", text: mine }), " (places go by ascending key)."));
+        } else {
+          parts.push(h("p", { class: "muted" }, "The seed is revealed at the draw; then this page checks it and computes your key."));
+        }
+        replace(box, parts);
+      } catch (error) {
+        replace(box, h("summary", null, "Check the draw"), CT.ui.errorBox(error));
+      }
+    });
+    return box;
+  };
+
   fan.concertView = function (view, { concertId }) {
     const root = viewRoot();
     const heading = title("Concert");
@@ -135,8 +179,17 @@
     const datesBox = h("section", { class: "dates-box", "aria-labelledby": "dates-heading", hidden: true });
     replace(root, heading, sub, lineBox, holdsBox, datesBox);
 
+    let concertInfo = null;
+    let drawDetails = null;
+    let wasPreQueue = false; // this fan was in a pre-queue: the draw is theirs to check
+    /** One "check the draw" box per view, so that the polls' redraws keep it open. */
+    function drawBox() {
+      drawDetails = drawDetails || fan.drawBox(concertId, ticket && ticket.token);
+      return drawDetails;
+    }
     fan.concert(concertId).then((concert) => {
       if (!view.alive) return;
+      concertInfo = concert;
       heading.textContent = concert.title;
       sub.textContent = concert.artist + " · " + concert.venue;
     }, (error) => {
@@ -218,13 +271,36 @@
 
     function showWaiting() {
       const ahead = ticket.position;
-      lineBox.dataset.queueStatus = "WAITING";
+      lineBox.dataset.queueStatus = ticket.soldOut ? "SOLD_OUT" : ticket.preQueue ? "PRE_QUEUE" : "WAITING";
+      if (ticket.soldOut) {
+        replace(lineBox,
+          h("h2", { id: "line-heading" }, "Sold out"),
+          CT.ui.notice("info", "Every seat of this concert is sold. You can stop waiting."),
+          h("div", { class: "actions" }, leaveButton(), h("a", { href: "#/concerts", class: "button button-small button-secondary" }, "All concerts")));
+        return;
+      }
+      if (ticket.preQueue) {
+        wasPreQueue = true;
+        const opens = concertInfo ? CT.ui.dateTime(concertInfo.bookingOpensAt) : "the opening";
+        replace(lineBox,
+          h("h2", { id: "line-heading" }, "You're in the pre-queue"),
+          h("p", { class: "queue-position" },
+            h("strong", { "data-pre-queue": String(ahead), text: CT.ui.number(ahead) }), ahead === 1 ? " other fan is waiting with you." : " other fans are waiting with you."),
+          h("p", null, "The draw happens at ", h("strong", { class: "draw-time", text: opens }),
+            ": everyone in the pre-queue gets a place in a random order, so arriving early or late before then makes no difference."),
+          drawBox(),
+          h("p", { class: "muted small" },
+            "Checked at " + checkedAt.toLocaleTimeString() + ". Keep this tab open: the page checks in for you."),
+          h("div", { class: "actions" }, leaveButton()));
+        return;
+      }
       replace(lineBox,
         h("h2", { id: "line-heading" }, "You're in the line"),
         h("p", { class: "queue-position" },
           ahead === 0 ? h("strong", { "data-position": "0" }, "You're next.")
             : [h("strong", { "data-position": String(ahead), text: CT.ui.number(ahead) }), ahead === 1 ? " person ahead of you." : " people ahead of you."]),
         h("p", null, "Estimated wait: ", h("strong", { class: "queue-wait", text: CT.ui.wait(ticket.estimatedWaitSeconds) }), "."),
+        (concertInfo && concertInfo.queueOpensAt) || wasPreQueue ? drawBox() : null,
         h("p", { class: "muted small" },
           "Checked at " + checkedAt.toLocaleTimeString() + ". Keep this tab open: the page checks in for you, and pauses while the tab is hidden."),
         h("div", { class: "actions" }, leaveButton()));
@@ -269,6 +345,10 @@
             ticket = null;
             showLost(new CT.ApiError({ code: "QUEUE_TOKEN_INVALID", status: 401 }));
           }), "."));
+      }
+      if ((concertInfo && concertInfo.queueOpensAt) || wasPreQueue) {
+        drawDetails = null; // a fresh box: the draw may have happened since the last one loaded
+        parts.push(drawBox());
       }
       parts.push(h("div", { class: "actions" }, leaveButton()));
       replace(lineBox, ...parts);

@@ -31,7 +31,7 @@ public func buildApplication(
     let backend = try await makeBackend(config, logger)
     let deps = Dependencies(
         store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
-        authenticator: authenticator, clock: clock, config: config)
+        tokenClaims: backend.tokenClaims, authenticator: authenticator, clock: clock, config: config)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var services: [any Service] = backend.services + [
         QueueSweeper(waitingRoom: backend.waitingRoom, clock: clock,

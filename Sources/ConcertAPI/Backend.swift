@@ -9,6 +9,8 @@ public struct Backend: Sendable {
     public var waitingRoom: any WaitingRoom
     public var cache: any ResponseCache
     public var rateLimiter: any RateLimiter
+    /// Where a payment claims the end of its queue token; shared like the waiting room.
+    public var tokenClaims: any TokenClaims
     /// Long-running parts (connection pools) that the application's service group runs.
     public var services: [any Service]
     /// Told to the operator once the database is ready (e.g. a set-up that cannot share its
@@ -16,11 +18,13 @@ public struct Backend: Sendable {
     public var startupWarnings: [String]
 
     public init(store: any ConcertStore, waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter,
+                tokenClaims: any TokenClaims = InProcessTokenClaims(),
                 services: [any Service] = [], startupWarnings: [String] = []) {
         self.store = store
         self.waitingRoom = waitingRoom
         self.cache = cache
         self.rateLimiter = rateLimiter
+        self.tokenClaims = tokenClaims
         self.services = services
         self.startupWarnings = startupWarnings
     }

@@ -11,6 +11,7 @@ struct Dependencies: Sendable {
     var waitingRoom: any WaitingRoom
     var cache: any ResponseCache
     var rateLimiter: any RateLimiter
+    var tokenClaims: any TokenClaims
     var authenticator: Authenticator
     var clock: WallClock
     var config: AppConfig
@@ -32,8 +33,8 @@ struct Dependencies: Sendable {
         ReservationsController(store: store, cache: cache, clock: clock, rules: config.rules)
             .addRoutes(to: &routes)
         PointsController(store: store, clock: clock, rules: config.rules).addRoutes(to: &routes)
-        PaymentsController(store: store, waitingRoom: waitingRoom, cache: cache, gate: queueGate, clock: clock, rules: config.rules)
-            .addRoutes(to: &routes)
+        PaymentsController(store: store, waitingRoom: waitingRoom, cache: cache, tokenClaims: tokenClaims, gate: queueGate,
+                           clock: clock, rules: config.rules).addRoutes(to: &routes)
         AdminController(store: store, waitingRoom: waitingRoom, cache: cache, clock: clock).addRoutes(to: &routes)
         return routes
     }

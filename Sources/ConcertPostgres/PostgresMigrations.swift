@@ -123,6 +123,18 @@ enum PostgresMigrations {
         // payment, `concertd_refund`, `concertd_cancel_schedule`, and holds and payments that a
         // cancelled schedule refuses (see `PostgresAfterSaleFunctions`).
         Migration(version: 6, name: "refunds_and_cancelled_dates", statements: PostgresAfterSaleFunctions.statements),
+        // Versions 5 to 7 are on-sale control, refunds and webhooks. 8: a payment's claim on its
+        // queue token's end (`PostgresTokenClaims`); unlogged like the rate-limit buckets, since a
+        // claim only has to outlive one payment.
+        Migration(version: 8, name: "create_queue_token_claims", statements: [
+            """
+            CREATE UNLOGGED TABLE queue_token_claims (
+              token TEXT PRIMARY KEY,
+              owner TEXT NOT NULL,
+              claimed_until BIGINT NOT NULL
+            )
+            """,
+        ]),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -49,14 +49,14 @@ extension Backend {
         if let redisURL = config.redisURL {
             let redis = try Backend.makeRedisState(url: redisURL, keyPrefix: config.redisKeyPrefix, policy: config.queue, logger: logger)
             return Backend(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
-                           services: services + redis.services)
+                           tokenClaims: redis.tokenClaims, services: services + redis.services)
         }
         if let postgres {
             // PostgreSQL alone, for any number of instances: the waiting room, the rate limiter and
             // the cache generations live in the database too.
             let shared = Backend.makePostgresState(store: postgres, policy: config.queue, clock: clock, logger: logger)
             return Backend(store: store, waitingRoom: shared.waitingRoom, cache: shared.cache, rateLimiter: shared.rateLimiter,
-                           services: services + shared.services)
+                           tokenClaims: shared.tokenClaims, services: services + shared.services)
         }
         return Backend(store: store, waitingRoom: InProcessWaitingRoom(policy: config.queue), cache: InProcessResponseCache(),
                        rateLimiter: InProcessRateLimiter(), services: services)
@@ -78,7 +78,8 @@ extension Backend {
     }
 
     static func makeRedisState(url: String, keyPrefix: String, policy: QueuePolicy, logger: Logger) throws
-        -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, services: [any Service]) {
+        -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, tokenClaims: any TokenClaims,
+            services: [any Service]) {
         let pool: RedisConnectionPool
         do {
             pool = try RedisConnectionPool(url: url, connections: 4, logger: logger)
@@ -90,7 +91,7 @@ extension Backend {
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
         }, close: { await pool.close() })
         return (RedisWaitingRoom(pool: pool, policy: policy, keyPrefix: keyPrefix), RedisResponseCache(pool: pool, keyPrefix: keyPrefix),
-                RedisRateLimiter(pool: pool, keyPrefix: keyPrefix), [service])
+                RedisRateLimiter(pool: pool, keyPrefix: keyPrefix), RedisTokenClaims(pool: pool, keyPrefix: keyPrefix), [service])
     }
 }
 
@@ -98,17 +99,22 @@ extension Backend {
     /// The waiting room, rate limiter and cache in PostgreSQL, on the store's own pool, plus a
     /// janitor that deletes rate-limit buckets nobody used for a minute.
     static func makePostgresState(store: PostgresConcertStore, policy: QueuePolicy, clock: WallClock, logger: Logger)
-        -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, services: [any Service]) {
+        -> (waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter, tokenClaims: any TokenClaims,
+            services: [any Service]) {
         let rateLimiter = PostgresRateLimiter(store: store)
-        let janitor = RateLimitJanitor(limiter: rateLimiter, clock: clock, logger: logger)
-        return (PostgresWaitingRoom(store: store, policy: policy), PostgresGenerationCache(store: store), rateLimiter, [janitor])
+        let tokenClaims = PostgresTokenClaims(store: store)
+        let janitor = RateLimitJanitor(limiter: rateLimiter, tokenClaims: tokenClaims, clock: clock, logger: logger)
+        return (PostgresWaitingRoom(store: store, policy: policy), PostgresGenerationCache(store: store), rateLimiter, tokenClaims,
+                [janitor])
     }
 }
 
-/// Every ten seconds, deletes the PostgreSQL rate-limit buckets unused for a minute (each
-/// instance does it; the deletes are idempotent), so the table holds only recent clients.
+/// Every ten seconds, deletes the PostgreSQL rate-limit buckets unused for a minute and the
+/// token claims that ran out (each instance does it; the deletes are idempotent), so the tables
+/// hold only recent rows.
 struct RateLimitJanitor: Service {
     let limiter: PostgresRateLimiter
+    let tokenClaims: PostgresTokenClaims
     let clock: WallClock
     let logger: Logger
 
@@ -117,6 +123,7 @@ struct RateLimitJanitor: Service {
             while !Task.isCancelled {
                 do {
                     try await limiter.purge(unusedSince: clock.now().adding(seconds: -60))
+                    try await tokenClaims.purge(expiredBefore: clock.now())
                 } catch {
                     logger.debug("rate limit purge failed", metadata: ["error": "\(error)"])
                 }

@@ -136,6 +136,94 @@ struct MultiInstanceTests {
         await cluster.stop()
     }
 
+    /// One token, one purchase: the payment ends its caller's queue token in the same step, so two
+    /// payments sent at once with one token through two instances cannot both go through, and a
+    /// hold racing a payment never makes the payment fail. With Redis and with PostgreSQL alone.
+    @Test(.enabled(if: serversAreConfigured), arguments: [true, false])
+    func oneQueueTokenPaysOnceAcrossInstances(redis: Bool) async throws {
+        let cluster = try await startCluster(count: 2, redis: redis, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000",
+                                                                                   "CONCERT_MAX_HOLDS_PER_USER": "10"])
+        do {
+            let (a, b) = (cluster.instances[0], cluster.instances[1])
+            let (concertId, scheduleId) = try await openConcert(on: a, seats: 60, price: 100)
+            for attempt in 0..<8 {
+                let jwt = try await token(500 + attempt)
+                let queue = try await a.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt).json["token"] as! String
+                #expect(try await a.request("POST", "v1/points/charges", token: jwt, body: #"{"amount": 1000}"#).status == 200)
+                var held: [Int] = []
+                for seat in 0..<3 {
+                    let hold = try await (seat == 0 ? a : b).request("POST", "v1/reservations", token: jwt, queueToken: queue,
+                        body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + seat + 1)}"#)
+                    #expect(hold.status == 201)
+                    held.append(hold.json["id"] as! Int)
+                }
+                let reservations = held
+                // Two payments of two held seats with the one token, at the same instant, one
+                // through each instance.
+                let gate = StartGate()
+                let payments = try await withThrowingTaskGroup(of: (status: Int, code: String?).self) { group in
+                    for (index, server) in [a, b].enumerated() {
+                        group.addTask {
+                            await gate.wait()
+                            let reply = try await server.request("POST", "v1/payments", token: jwt, queueToken: queue,
+                                                                 body: #"{"reservationId": \#(reservations[index])}"#)
+                            return (reply.status, reply.json["code"] as? String)
+                        }
+                    }
+                    await gate.open(whenArrived: 2)
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                #expect(payments.filter { $0.status == 201 }.count == 1, "attempt \(attempt): \(payments)")
+                #expect(payments.filter { $0.status == 401 && $0.code == "QUEUE_TOKEN_INVALID" }.count == 1, "attempt \(attempt): \(payments)")
+                #expect(try await a.request("GET", "v1/points", token: jwt).json["balance"] as? Int == 900, "charged once")
+                // The refused payment changed nothing: its reservation is still HELD.
+                var statuses: [String?] = []
+                for index in 0..<2 {
+                    statuses.append(try await b.request("GET", "v1/reservations/\(reservations[index])", token: jwt).json["status"] as? String)
+                }
+                #expect(statuses.sorted { ($0 ?? "") < ($1 ?? "") } == ["CONFIRMED", "HELD"], "attempt \(attempt): \(statuses)")
+                // The token has ended: the third held seat cannot be paid with it, nor a seat held.
+                let late = try await b.request("POST", "v1/payments", token: jwt, queueToken: queue,
+                                               body: #"{"reservationId": \#(reservations[2])}"#)
+                #expect(late.status == 401 && late.json["code"] as? String == "QUEUE_TOKEN_INVALID")
+                #expect(try await a.request("POST", "v1/reservations", token: jwt, queueToken: queue,
+                    body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + 5)}"#).status == 401)
+
+                // A payment and a hold at the same instant with one new token: the payment goes
+                // through whatever the hold does (a hold does not claim the token; one that passed its
+                // check before the payment's claim is ordered before the payment).
+                let second = try await b.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt).json["token"] as! String
+                let raceGate = StartGate()
+                let (paid, heldStatus) = try await withThrowingTaskGroup(of: (Bool, Int).self) { group in
+                    group.addTask {
+                        await raceGate.wait()
+                        let reply = try await a.request("POST", "v1/payments", token: jwt, queueToken: second,
+                                                        body: #"{"reservationId": \#(reservations[2])}"#)
+                        return (true, reply.status)
+                    }
+                    group.addTask {
+                        await raceGate.wait()
+                        let reply = try await b.request("POST", "v1/reservations", token: jwt, queueToken: second,
+                            body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + 6)}"#)
+                        return (false, reply.status)
+                    }
+                    await raceGate.open(whenArrived: 2)
+                    var paid = 0, held = 0
+                    for try await (isPayment, status) in group { if isPayment { paid = status } else { held = status } }
+                    return (paid, held)
+                }
+                #expect(paid == 201, "attempt \(attempt): the payment racing a hold answered \(paid)")
+                #expect([201, 401].contains(heldStatus), "attempt \(attempt): the hold racing a payment answered \(heldStatus)")
+                #expect(try await b.request("GET", "v1/queue/tokens/current", token: jwt, queueToken: second).status == 401)
+            }
+            try await expectInvariants(cluster.database)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
+        await cluster.stop()
+    }
+
     /// One line per concert across instances: first come, first served, and never more than
     /// CONCERT_QUEUE_MAX_ACTIVE ACTIVE tokens at any sampled instant, while users join, leave
     /// and run out.

@@ -8,6 +8,7 @@ struct PaymentsController {
     let store: any ReservationStore & PaymentStore & IdempotencyStore
     let waitingRoom: any WaitingRoom
     let cache: any ResponseCache
+    let tokenClaims: any TokenClaims
     let gate: QueueGate
     let clock: WallClock
     let rules: BookingRules
@@ -53,23 +54,50 @@ struct PaymentsController {
             }
             // Paying twice is answered as such even though the first payment ended the token.
             if reservation.storedStatus == .confirmed { throw DomainError.reservationAlreadyPaid }
-            let ticket = try await gate.ticket(token, caller: caller)
-            try QueueGate.admit(ticket, concertId: reservation.concertId)
-            let receipt = try await BusinessMetrics.recording(BusinessMetrics.payment) {
-                try await store.pay(userId: caller.userId, reservationId: body.reservationId, now: clock.now(),
-                                    idempotency: completion { receipt in
-                    StoredResponse(status: 201, body: try JSONBody.encode(PaymentBody(receipt.payment, balance: receipt.balance)))
-                })
+            // One token, one purchase: the token's end is claimed before the payment writes, so a
+            // second payment with the same token, through any instance, finds it taken and is
+            // refused as for an ended token. A payment refused by a rule gives the claim back and
+            // the token works on; one that commits ends the token. The claim runs out by itself
+            // (a process killed here cannot strand the token) well after any payment finishes.
+            let claimOwner = QueueToken.make(concertId: reservation.concertId)
+            let claimedAt = clock.now()
+            guard try await tokenClaims.claim(token: token, owner: claimOwner, until: claimedAt.adding(seconds: Self.claimSeconds),
+                                              now: claimedAt) else {
+                throw DomainError.queueTokenInvalid
+            }
+            let receipt: PaymentReceipt
+            do {
+                let ticket = try await gate.ticket(token, caller: caller)
+                try QueueGate.admit(ticket, concertId: reservation.concertId)
+                receipt = try await BusinessMetrics.recording(BusinessMetrics.payment) {
+                    try await store.pay(userId: caller.userId, reservationId: body.reservationId, now: clock.now(),
+                                        idempotency: completion { receipt in
+                        StoredResponse(status: 201, body: try JSONBody.encode(PaymentBody(receipt.payment, balance: receipt.balance)))
+                    })
+                }
+            } catch {
+                do {
+                    try await tokenClaims.release(token: token, owner: claimOwner)
+                } catch let releaseError {
+                    // The token stays claimed until the claim runs out; the refusal still stands.
+                    context.logger.warning("could not release a queue token claim", metadata: ["error": "\(releaseError)"])
+                }
+                throw error
             }
             do {
                 try await waitingRoom.end(token: token, now: clock.now())
             } catch {
-                // The payment stands; the token still runs out by itself.
+                // The payment stands and its claim keeps the token from paying again until the
+                // claim runs out; the token itself runs out at its activeUntil.
                 context.logger.warning("could not end the queue token after payment", metadata: ["error": "\(error)"])
             }
             return try JSONBody.response(PaymentBody(receipt.payment, balance: receipt.balance), status: .created)
         }
     }
+
+    /// How long a payment's claim on its token lasts: longer than any payment can take (the
+    /// request timeout is 30 s by default), short enough that a killed process frees the token soon.
+    static let claimSeconds: Int64 = 60
 
     func show(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
         let caller = context.identity

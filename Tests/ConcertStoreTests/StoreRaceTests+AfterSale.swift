@@ -32,69 +32,83 @@ extension StoreRaceTests {
           arguments: Engine.available)
     func racingCancelsOfOneSchedule(engine: Engine) async throws {
         try await withStores(engine, count: 2) { stores in
-            let (concert, schedule) = try await makeOpenSchedule(stores[0], price: 1000, seats: 40)
-            // Users 1...10 paid for seats 1...10; users 11...20 hold seats 11...20 with the points to pay.
-            var payments: [PaymentReceipt] = []
-            var holds: [Reservation] = []
-            for user in Int64(1)...20 {
-                _ = try await stores[0].charge(userId: user, amount: 1000, now: now, rules: rules, idempotency: nil)
-                let hold = try await stores[0].hold(holdRequest(user: user, schedule: schedule, seat: Int(user)))
-                if user <= 10 {
-                    payments.append(try await stores[0].pay(userId: user, reservationId: hold.id, now: now, idempotency: nil))
-                } else {
-                    holds.append(hold)
-                }
+            // Rounds with the cancels starting a little later each time, so that in some the
+            // refunds, payments and holds get there first and in others the cancel does.
+            for round in 0..<5 {
+                try await cancelRaceRound(round, engine: engine, stores: stores)
             }
-            let paidSeats = payments, heldSeats = holds
-            // Racers 0-1 cancel the date; 2-11 refund the paid seats themselves; 12-21 pay their holds;
-            // 22-31 (users 21...30) hold new seats 21...30.
-            enum Act: Sendable, Equatable { case cancel(ScheduleCancellation), other }
-            let (outcomes, elapsed) = await race(32) { index -> Act in
-                let store = stores[index % 2]
-                switch index {
-                case 0...1:
-                    return .cancel(try await store.cancelSchedule(id: schedule.id, now: at(minute)))
-                case 2...11:
-                    let payment = paidSeats[index - 2].payment
-                    _ = try await store.refund(userId: payment.userId, paymentId: payment.id, now: at(minute), rules: rules, idempotency: nil)
-                case 12...21:
-                    let hold = heldSeats[index - 12]
-                    _ = try await store.pay(userId: hold.userId, reservationId: hold.id, now: at(minute), idempotency: nil)
-                default:
-                    _ = try await store.hold(holdRequest(user: Int64(index - 1), schedule: schedule, seat: index - 1, at: at(minute)))
-                }
-                return .other
-            }
-            report("cancels of one date against refunds, payments and holds", engine, 32, elapsed)
-            expectOnlyDomainErrors(outcomes)
-            let cancels = outcomes[0...1].compactMap { outcome -> ScheduleCancellation? in
-                if case .cancel(let cancellation)? = outcome.value { cancellation } else { nil }
-            }
-            #expect(cancels.count == 2)
-            #expect(cancels.filter { $0.refunded == 0 && $0.released == 0 }.count >= 1, "\(cancels)")
-            let refundedBySelf = outcomes[2...11].filter { $0.value != nil }.count
-            #expect(outcomes[2...11].allSatisfy { $0.value != nil || $0.domainError == .paymentAlreadyRefunded })
-            let paidInRace = outcomes[12...21].filter { $0.value != nil }.count
-            #expect(outcomes[12...21].allSatisfy { $0.value != nil || $0.domainError == .reservationNotHeld })
-            let heldInRace = outcomes[22...].filter { $0.value != nil }.count
-            #expect(outcomes[22...].allSatisfy { $0.value != nil || $0.domainError == .scheduleNotFound })
-            // Every seat paid before or during the race is refunded exactly once, by a cancel or by its holder.
-            #expect(cancels.reduce(0) { $0 + $1.refunded } + refundedBySelf == 10 + paidInRace)
-            // Every hold live when the cancel ran was released by it.
-            #expect(cancels.reduce(0) { $0 + $1.released } == (10 - paidInRace) + heldInRace)
-            for user in Int64(1)...30 {
-                let history = try await stores[1].history(userId: user)
-                let balance = try await stores[1].balance(userId: user)
-                #expect(balance == (user <= 20 ? 1000 : 0), "user \(user): \(history.map(\.amount))")
-                #expect(history.reduce(0) { $0 + $1.amount } == balance)
-                #expect(history.filter { $0.type == .refund }.count == history.filter { $0.type == .payment }.count)
-                for reservation in try await stores[0].reservations(userId: user) {
-                    #expect(reservation.status(at: at(minute)) == .cancelled, "user \(user) reservation \(reservation.id)")
-                }
-            }
-            #expect(try await stores[0].seatMap(scheduleId: schedule.id, now: at(minute)) == nil)
-            #expect(try await stores[1].seatCounts(concertId: concert.id, now: at(minute)) == SeatCounts(total: 0, held: 0, sold: 0))
-            try await expectNoBreaches(stores[1])
         }
+    }
+
+    private func cancelRaceRound(_ round: Int, engine: Engine, stores: [any ConcertStore]) async throws {
+        let (concert, schedule) = try await makeOpenSchedule(stores[0], price: 1000, seats: 40)
+        let base = Int64(round * 100)
+        // Users base+1...base+10 paid for seats 1...10; base+11...base+20 hold seats 11...20 with the points to pay.
+        var payments: [PaymentReceipt] = []
+        var holds: [Reservation] = []
+        for seat in 1...20 {
+            let user = base + Int64(seat)
+            _ = try await stores[0].charge(userId: user, amount: 1000, now: now, rules: rules, idempotency: nil)
+            let hold = try await stores[0].hold(holdRequest(user: user, schedule: schedule, seat: seat))
+            if seat <= 10 {
+                payments.append(try await stores[0].pay(userId: user, reservationId: hold.id, now: now, idempotency: nil))
+            } else {
+                holds.append(hold)
+            }
+        }
+        let paidSeats = payments, heldSeats = holds
+        let cancelDelay = Duration.milliseconds(round * 3)
+        // Racers 0-9 refund the paid seats themselves; 10-19 pay their holds; 20-29 (users
+        // base+21...base+30) hold new seats 21...30; 30-31 cancel the date.
+        enum Act: Sendable, Equatable { case cancel(ScheduleCancellation), other }
+        let (outcomes, elapsed) = await race(32) { index -> Act in
+            let store = stores[index % 2]
+            switch index {
+            case 0...9:
+                let payment = paidSeats[index].payment
+                _ = try await store.refund(userId: payment.userId, paymentId: payment.id, now: at(minute), rules: rules, idempotency: nil)
+            case 10...19:
+                let hold = heldSeats[index - 10]
+                _ = try await store.pay(userId: hold.userId, reservationId: hold.id, now: at(minute), idempotency: nil)
+            case 20...29:
+                _ = try await store.hold(holdRequest(user: base + Int64(index + 1), schedule: schedule, seat: index + 1, at: at(minute)))
+            default:
+                try await Task.sleep(for: cancelDelay)
+                return .cancel(try await store.cancelSchedule(id: schedule.id, now: at(minute)))
+            }
+            return .other
+        }
+        report("cancels of one date against refunds, payments and holds", engine, 32, elapsed)
+        expectOnlyDomainErrors(outcomes)
+        let cancels = outcomes[30...].compactMap { outcome -> ScheduleCancellation? in
+            if case .cancel(let cancellation)? = outcome.value { cancellation } else { nil }
+        }
+        #expect(cancels.count == 2)
+        #expect(cancels.filter { $0.refunded == 0 && $0.released == 0 }.count >= 1, "\(cancels)")
+        let refundedBySelf = outcomes[0...9].filter { $0.value != nil }.count
+        #expect(outcomes[0...9].allSatisfy { $0.value != nil || $0.domainError == .paymentAlreadyRefunded })
+        let paidInRace = outcomes[10...19].filter { $0.value != nil }.count
+        #expect(outcomes[10...19].allSatisfy { $0.value != nil || $0.domainError == .reservationNotHeld })
+        let heldInRace = outcomes[20...29].filter { $0.value != nil }.count
+        #expect(outcomes[20...29].allSatisfy { $0.value != nil || $0.domainError == .scheduleNotFound })
+        print("race cancels [\(engine.rawValue)] round \(round): cancels \(cancels.map { ($0.refunded, $0.released) }), "
+              + "self-refunds \(refundedBySelf), paid in race \(paidInRace), held in race \(heldInRace)")
+        // Every seat paid before or during the race is refunded exactly once, by a cancel or by its holder.
+        #expect(cancels.reduce(0) { $0 + $1.refunded } + refundedBySelf == 10 + paidInRace)
+        // Every hold live when the cancel ran was released by it.
+        #expect(cancels.reduce(0) { $0 + $1.released } == (10 - paidInRace) + heldInRace)
+        for user in (base + 1)...(base + 30) {
+            let history = try await stores[1].history(userId: user)
+            let balance = try await stores[1].balance(userId: user)
+            #expect(balance == (user <= base + 20 ? 1000 : 0), "user \(user): \(history.map(\.amount))")
+            #expect(history.reduce(0) { $0 + $1.amount } == balance)
+            #expect(history.filter { $0.type == .refund }.count == history.filter { $0.type == .payment }.count)
+            for reservation in try await stores[0].reservations(userId: user) {
+                #expect(reservation.status(at: at(minute)) == .cancelled, "user \(user) reservation \(reservation.id)")
+            }
+        }
+        #expect(try await stores[0].seatMap(scheduleId: schedule.id, now: at(minute)) == nil)
+        #expect(try await stores[1].seatCounts(concertId: concert.id, now: at(minute)) == SeatCounts(total: 0, held: 0, sold: 0))
+        try await expectNoBreaches(stores[1])
     }
 }

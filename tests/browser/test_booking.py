@@ -3,9 +3,10 @@
 Starts a real `concertd serve --dev` on a free port with a throwaway SQLite file, drives headless
 Chromium through the page with Selenium, and checks what the page shows at each step: a fan signs
 in, waits in line, picks a date and a seat, holds it, fails to pay without points, charges points,
-pays, and finds the reservation CONFIRMED; an operator creates a concert and a date (surviving a
-network drop) and watches its live counts; an operator opens a pre-queue and pauses and resumes
-admission, and a fan waits in it and checks the draw. Screenshots of the main pages go to docs/screenshots/.
+pays, finds the reservation CONFIRMED and refunds it; an operator creates a concert and a date
+(surviving a network drop), watches its live counts and cancels the date; an operator opens a
+pre-queue and pauses and resumes admission, and a fan waits in it and checks the draw.
+Screenshots of the main pages go to docs/screenshots/.
 
 Settings (environment): CONCERTD_BIN (default .build/debug/concertd), CHROMIUM_BIN
 (default /usr/bin/chromium), CHROMEDRIVER_BIN (default /usr/bin/chromedriver),
@@ -387,6 +388,23 @@ def test_fan_books_and_pays_a_seat(server, driver):
     assert types == ["PAYMENT", "CHARGE"]
     shot(d, "points")
 
+    # A refund from My reservations, with a confirmation: the points come back, the seat is free.
+    d.find_element(By.CSS_SELECTOR, "[data-nav=reservations]").click()
+    visible(d, "tr[data-reservation-id] [data-action=open-refund]").click()
+    visible(d, "[data-action=refund]").click()
+    text_in(d, ".notice-warning", "Refund this payment?")
+    visible(d, "[data-action=keep-seat]").click()
+    wait(d).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "[data-action=confirm-refund]"))
+    d.find_element(By.CSS_SELECTOR, "[data-action=refund]").click()
+    visible(d, "[data-action=confirm-refund]").click()
+    text_in(d, ".notice-success", "Refunded 50,000 points. Your balance is now 60,000 points.")
+    text_in(d, "[data-field=status]", "CANCELLED")
+    d.find_element(By.CSS_SELECTOR, "[data-nav=points]").click()
+    text_in(d, "[data-field=balance]", "60,000 points")
+    wait(d).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr[data-entry-type]")) == 3)
+    types = [r.get_attribute("data-entry-type") for r in d.find_elements(By.CSS_SELECTOR, "tr[data-entry-type]")]
+    assert types == ["REFUND", "PAYMENT", "CHARGE"]
+
     assert csp_violations(d) == []
 
 
@@ -449,6 +467,24 @@ def test_operator_creates_a_concert_and_watches_its_counts(server, driver):
     # A demo concert's row too (two dates of 50 seats).
     text_in(d, "#stats-table tr[data-concert-id='1'] [data-stat=totalSeats]", "100")
     shot(d, "operator")
+
+    # Cancel the new date: a confirmation first, then the date leaves the counts.
+    status, listed = server.api("GET", f"/v1/concerts/{concert_id}/schedules", token=fan, queue=ticket["token"])
+    assert status == 200 and len(listed["schedules"]) == 1, listed
+    schedule_id = listed["schedules"][0]["id"]
+    field = d.find_element(By.ID, "cs-schedule")
+    field.send_keys("abc")
+    d.find_element(By.CSS_SELECTOR, "[data-action=cancel-schedule]").click()
+    text_in(d, "#cs-schedule-error", "whole number")
+    field.clear()
+    field.send_keys(str(schedule_id))
+    d.find_element(By.CSS_SELECTOR, "[data-action=cancel-schedule]").click()
+    text_in(d, "[aria-labelledby=cs-heading] .notice-warning", f"Cancel date #{schedule_id} for good?")
+    d.find_element(By.CSS_SELECTOR, "[data-action=confirm-cancel-schedule]").click()
+    text_in(d, "[aria-labelledby=cs-heading] .notice-success", f"Date #{schedule_id} is cancelled")
+    text_in(d, row + " [data-stat=totalSeats]", "0", timeout=10)
+    status, listed = server.api("GET", f"/v1/concerts/{concert_id}/schedules", token=fan, queue=ticket["token"])
+    assert status == 200 and listed["schedules"] == [], listed
     assert csp_violations(d) == []
 
 

@@ -919,6 +919,10 @@
             onclick: (event) => cancel(r, event.currentTarget),
           }, "Cancel hold"));
         }
+        if (r.status === "CONFIRMED" && CT.store.get("payment." + CT.auth.userId() + "." + r.id)) {
+          actions.appendChild(h("a", { href: "#/checkout/" + r.id, class: "button button-small button-secondary", "data-action": "open-refund" },
+            "Refund…"));
+        }
         const when = r.status === "HELD" ? "Held until " + CT.ui.dateTime(r.heldUntil) : "Booked " + CT.ui.dateTime(r.createdAt);
         return h("tr", { "data-reservation-id": r.id },
           h("td", null, String(r.id)), concertCell, h("td", null, String(r.seatNumber)),

@@ -4,7 +4,9 @@ import GRDB
 
 /// Webhooks on SQLite. Each write closure runs alone (one writer per process, the file lock
 /// across processes), so claims need no row locks: a claim's lease alone keeps a second relay
-/// (another process on the same file) off a delivery in flight.
+/// (another process on the same file) off a delivery in flight. The relay polls several times a
+/// second on every instance, so each poll first looks with a read (WAL: no lock) and takes the
+/// writer only when there is something to do.
 extension SQLiteConcertStore {
     public func createWebhook(url: String, events: [String], secret: String, now: Timestamp) async throws -> Webhook {
         try await write { db in
@@ -33,7 +35,9 @@ extension SQLiteConcertStore {
     }
 
     public func dispatchWebhookEvents(now: Timestamp, limit: Int) async throws -> Int {
-        try await write { db in
+        guard try await read({ db in try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE dispatched = 0)") ?? false })
+        else { return 0 }
+        return try await write { db in
             let ids = try Int64.fetchAll(db, sql: "SELECT id FROM webhook_events WHERE dispatched = 0 ORDER BY id LIMIT ?",
                                          arguments: [limit])
             guard let first = ids.first, let last = ids.last else { return 0 }
@@ -51,6 +55,12 @@ extension SQLiteConcertStore {
 
     public func claimWebhookDeliveries(now: Timestamp, leaseMilliseconds: Int64, limit: Int) async throws -> [WebhookDelivery] {
         let t = now.milliseconds, lease = now.milliseconds + leaseMilliseconds
+        guard try await read({ db in
+            try Bool.fetchOne(db, sql: """
+                SELECT EXISTS (SELECT 1 FROM webhook_deliveries WHERE state = 'PENDING' AND next_attempt_at <= ?
+                               AND (lease_until IS NULL OR lease_until <= ?))
+                """, arguments: [t, t]) ?? false
+        }) else { return [] }
         return try await write { db in
             let rows = try Row.fetchAll(db, sql: """
                 SELECT d.id, d.webhook_id, d.event_id, w.url, w.secret, e.type, e.data, e.occurred_at, d.attempts, d.created_at
@@ -116,7 +126,11 @@ extension SQLiteConcertStore {
     }
 
     public func expireRunOutHolds(now: Timestamp, limit: Int) async throws -> Int {
-        try await write { db in
+        guard try await read({ db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM reservations WHERE status = 'HELD' AND held_until <= ?)",
+                              arguments: [now.milliseconds]) ?? false
+        }) else { return 0 }
+        return try await write { db in
             try db.execute(sql: """
                 UPDATE reservations SET status = 'EXPIRED' WHERE id IN (
                   SELECT id FROM reservations WHERE status = 'HELD' AND held_until <= ? ORDER BY held_until LIMIT ?)

@@ -100,4 +100,25 @@ struct WebhookProcessTests {
         await receiver.close()
         await drop()
     }
+
+    /// kill -9 while the deliveries are in flight (the receiver hangs): their leases are held by a
+    /// dead process; another instance claims them once the leases run out and delivers them.
+    @Test(arguments: Store.available) func deliveriesInFlightOnAKilledInstanceAreTakenOverAfterTheLease(store: Store) async throws {
+        let (url, drop) = try await database(store)
+        let receiver = try await WebhookReceiver(status: 0)
+        let a = try await ConcertdProcess(arguments: ["--database-url", url], environment: Self.environment)
+        try await register(receiver, on: a)
+        try await holdSeats(5, through: [a])
+        for _ in 0..<200 where receiver.received.count < 5 { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(receiver.received.count >= 5, "A is waiting for the receiver's answers")
+        #expect(kill(a.process.processIdentifier, SIGKILL) == 0)
+        _ = await a.stop()
+        receiver.setStatus(200)
+        let b = try await ConcertdProcess(arguments: ["--database-url", url], environment: Self.environment)
+        let got = try await receiver.waitForAcknowledged(5, timeout: .seconds(60))
+        #expect(got.count == 5, "deliveries leased by the killed instance were lost")
+        _ = await b.stop()
+        await receiver.close()
+        await drop()
+    }
 }

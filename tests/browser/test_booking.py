@@ -488,6 +488,31 @@ def test_operator_creates_a_concert_and_watches_its_counts(server, driver):
     assert csp_violations(d) == []
 
 
+def test_operator_registers_and_removes_a_webhook(server, driver):
+    d = driver
+    sign_in(d, server, 1, admin=True)
+    wait(d).until(lambda d: d.current_url.endswith("#/admin"))
+    url = visible(d, "#wh-url")
+    # A private address is refused on the page with the server's reason.
+    url.send_keys("http://10.0.0.1/hook")
+    d.find_element(By.CSS_SELECTOR, "[data-action=create-webhook]").click()
+    text_in(d, "#wh-url-error", "private")
+    # A name that resolves to nothing (loopback-only resolver) is accepted; the secret shows once.
+    url.clear()
+    url.send_keys("https://hooks.example/concertd")
+    d.find_element(By.CSS_SELECTOR, "[data-action=create-webhook]").click()
+    secret = visible(d, "[aria-labelledby=wh-heading] .notice-success code[data-secret]")
+    assert secret.text.startswith("whsec_"), secret.text
+    text_in(d, "#webhooks-table", "https://hooks.example/concertd")
+    status, listed = server.api("GET", "/v1/admin/webhooks", token=server.token(1, admin=True))
+    assert status == 200 and len(listed["webhooks"]) == 1, listed
+    d.find_element(By.CSS_SELECTOR, "#webhooks-table [data-action=remove-webhook]").click()
+    wait(d).until(lambda d: "hooks.example" not in d.find_element(By.ID, "webhooks-table").text)
+    status, listed = server.api("GET", "/v1/admin/webhooks", token=server.token(1, admin=True))
+    assert status == 200 and listed["webhooks"] == [], listed
+    assert csp_violations(d) == []
+
+
 def test_phone_width(server, driver):
     d = driver
     # Signing in by pasting a JWT (the way without --dev); a malformed one is refused on the page.

@@ -35,7 +35,8 @@ struct ReceivedWebhook: Sendable {
 }
 
 /// A real HTTP receiver on 127.0.0.1 that records every POST and answers with `status`
-/// (changeable while it runs, to play a receiver that fails for a while).
+/// (changeable while it runs, to play a receiver that fails for a while); status 0 never answers
+/// (a receiver that hangs).
 final class WebhookReceiver: Sendable {
     let port: Int
     private let channel: any Channel
@@ -113,6 +114,7 @@ final class WebhookReceiver: Sendable {
                                                       body: body, answered: s.status))
                     return s.status
                 }
+                guard status != 0 else { return }
                 var headers = HTTPHeaders()
                 headers.add(name: "Content-Length", value: "0")
                 headers.add(name: "Connection", value: "close")

@@ -37,6 +37,8 @@ public final class LinePolicies: QueuePolicySource {
     let settings: QueuePolicy
     private let clock: WallClock
     private let entries = Mutex<[Int64: Entry]>([:])
+    /// Up to when each line's admissions have been added to the admissions counter.
+    private let countedUpTo = Mutex<[Int64: Timestamp]>([:])
     /// Concerts whose draw this instance made or saw recorded.
     private let drawn = Mutex<Set<Int64>>([])
     let drawRule = Draw(sha256: { Array(SHA256.hash(data: $0)) })
@@ -129,7 +131,7 @@ public final class LinePolicies: QueuePolicySource {
     }
 
     /// Per-concert gauges of the lines this instance knows (waiting, active, admitted in the last
-    /// minute), for dashboards.
+    /// minute) and the counter of their admissions, for dashboards.
     func recordGauges(waitingRoom: any WaitingRoom, now: Timestamp) async {
         let concertIds = entries.withLock { Array($0.keys) }
         for concertId in concertIds {
@@ -139,6 +141,17 @@ public final class LinePolicies: QueuePolicySource {
             Gauge(label: "concertd_queue_waiting", dimensions: dimensions).record(counts.waiting)
             Gauge(label: "concertd_queue_active", dimensions: dimensions).record(counts.active)
             Gauge(label: "concertd_queue_admitted_last_minute", dimensions: dimensions).record(admitted)
+            // The line's admissions since the last look, the last minute's at the first look
+            // (every instance counts the same line's admissions: take the max over instances,
+            // not the sum).
+            let floor = now.adding(milliseconds: -QueuePolicy.rateWindowMilliseconds)
+            let after = countedUpTo.withLock { $0[concertId] }.map { max($0, floor) } ?? floor
+            if let admissions = try? await waitingRoom.admissions(concertId: concertId, after: after, now: now) {
+                countedUpTo.withLock { $0[concertId] = now }
+                if admissions > 0 {
+                    Counter(label: "concertd_queue_admissions_total", dimensions: dimensions).increment(by: admissions)
+                }
+            }
         }
     }
 

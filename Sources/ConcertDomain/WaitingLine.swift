@@ -150,8 +150,12 @@ public struct WaitingLine: Sendable {
 
     /// Admissions in the 60 seconds up to `now`.
     public func admittedLastMinute(now: Timestamp) -> Int {
-        let cutoff = now.adding(milliseconds: -QueuePolicy.rateWindowMilliseconds)
-        return admissions[admissionsHead...].lazy.filter { $0 > cutoff }.count
+        admissions(after: now.adding(milliseconds: -QueuePolicy.rateWindowMilliseconds), now: now)
+    }
+
+    /// Admissions after `after` and up to `now` (of those of the last minute).
+    public func admissions(after: Timestamp, now: Timestamp) -> Int {
+        admissions[admissionsHead...].lazy.filter { $0 > after && $0 <= now }.count
     }
 
     /// Puts the WAITING tokens in `order` at the head of the line in that order (the pre-queue's

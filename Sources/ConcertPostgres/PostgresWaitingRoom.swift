@@ -100,6 +100,14 @@ public final class PostgresWaitingRoom: WaitingRoom {
         try await lineCounts(concertId: concertId, now: now).admitted
     }
 
+    public func admissions(concertId: Int64, after: Timestamp, now: Timestamp) async throws -> Int {
+        let rows = try await query("admissions", """
+            SELECT count(*) FROM queue_admissions WHERE concert_id = \(concertId)
+              AND admitted_at > \(after.milliseconds) AND admitted_at <= \(now.milliseconds)
+            """)
+        return Int(try rows.first?.decode(Int64.self) ?? 0)
+    }
+
     private func lineCounts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int, admitted: Int) {
         let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("counts", """

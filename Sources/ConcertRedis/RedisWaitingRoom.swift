@@ -83,10 +83,13 @@ public final class RedisWaitingRoom: WaitingRoom {
     }
 
     public func admittedLastMinute(concertId: Int64, now: Timestamp) async throws -> Int {
+        try await admissions(concertId: concertId, after: now.adding(milliseconds: -QueuePolicy.rateWindowMilliseconds), now: now)
+    }
+
+    public func admissions(concertId: Int64, after: Timestamp, now: Timestamp) async throws -> Int {
         let key = keys(concertId: concertId)[7]
-        let since = now.milliseconds - QueuePolicy.rateWindowMilliseconds
         let reply = try await pool.unavailableOnFailure("admitted") {
-            try await pool.send("ZCOUNT", RESPArgument(key), RESPArgument("(\(since)"), "+inf")
+            try await pool.send("ZCOUNT", RESPArgument(key), RESPArgument("(\(after.milliseconds)"), RESPArgument(now.milliseconds))
         }
         guard let count = reply.integer else { throw unexpectedReply("admitted", reply) }
         return Int(count)

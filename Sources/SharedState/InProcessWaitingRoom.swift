@@ -70,6 +70,10 @@ public final class InProcessWaitingRoom: WaitingRoom {
         lines.withLock { lines in lines[concertId]?.admittedLastMinute(now: now) ?? 0 }
     }
 
+    public func admissions(concertId: Int64, after: Timestamp, now: Timestamp) async throws -> Int {
+        lines.withLock { lines in lines[concertId]?.admissions(after: after, now: now) ?? 0 }
+    }
+
     public func draw(concertId: Int64, now: Timestamp, order: @Sendable ([String]) -> [String]) async throws -> Int {
         let policy = try await policies.policy(concertId: concertId, now: now)
         return lines.withLock { lines in

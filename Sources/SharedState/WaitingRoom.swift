@@ -19,6 +19,9 @@ public protocol WaitingRoom: Sendable {
     func counts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int)
     /// Admissions to the concert's line in the 60 seconds up to `now`, across instances.
     func admittedLastMinute(concertId: Int64, now: Timestamp) async throws -> Int
+    /// Admissions to the concert's line after `after` and up to `now` (within the last minute,
+    /// which is what the lines remember), across instances: for the admissions counter.
+    func admissions(concertId: Int64, after: Timestamp, now: Timestamp) async throws -> Int
     /// The pre-queue's draw, at most once per line across instances: puts the WAITING tokens
     /// in the order `order` gives them (it receives them all), ahead of anyone not among them.
     /// Returns how many were drawn, the first time and every time after.

@@ -106,6 +106,8 @@ struct OnSaleWaitingRoomTests {
             }
             #expect(try await instances[0].counts(concertId: 5, now: t0) == (5, 3))
             #expect(try await instances[1].admittedLastMinute(concertId: 5, now: t0) == 3)
+            #expect(try await instances[1].admissions(concertId: 5, after: t0.plus(-1), now: t0) == 3)
+            #expect(try await instances[0].admissions(concertId: 5, after: t0, now: t0.plus(1000)) == 0)
             for token in tokens.prefix(3) { #expect(try await instances[1].end(token: token, now: t0.plus(1000))) }
             try await instances[0].sweep(now: t0.plus(59_999))
             try await instances[1].sweep(now: t0.plus(59_999))
@@ -117,6 +119,7 @@ struct OnSaleWaitingRoomTests {
             try await instances[0].sweep(now: t0.plus(60_000))
             #expect(try await instances[0].counts(concertId: 5, now: t0.plus(60_000)) == (2, 3))
             #expect(try await instances[0].admittedLastMinute(concertId: 5, now: t0.plus(60_000)) == 3)
+            #expect(try await instances[1].admissions(concertId: 5, after: t0, now: t0.plus(60_000)) == 3)
             // Without a rate, the cap alone decides.
             policy.change { $0.admitPerMinute = nil }
             try await instances[0].sweep(now: t0.plus(60_500))

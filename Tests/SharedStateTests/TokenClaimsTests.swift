@@ -25,6 +25,8 @@ struct TokenClaimsTests {
             let token = freshToken()
             #expect(try await claims.claim(token: token, owner: "a", until: t0.adding(seconds: 60), now: t0))
             #expect(try await claims.claim(token: token, owner: "b", until: t0.adding(seconds: 60), now: t0.adding(seconds: 1)) == false)
+            // The same owner takes its own claim again (a keyed payment retried after a fault).
+            #expect(try await claims.claim(token: token, owner: "a", until: t0.adding(seconds: 60), now: t0.adding(seconds: 1)))
             // Another owner's release leaves the claim alone.
             try await claims.release(token: token, owner: "b")
             #expect(try await claims.claim(token: token, owner: "c", until: t0.adding(seconds: 60), now: t0.adding(seconds: 2)) == false)

@@ -59,7 +59,11 @@ struct PaymentsController {
             // refused as for an ended token. A payment refused by a rule gives the claim back and
             // the token works on; one that commits ends the token. The claim runs out by itself
             // (a process killed here cannot strand the token) well after any payment finishes.
-            let claimOwner = QueueToken.make(concertId: reservation.concertId)
+            // A payment with an Idempotency-Key claims as that key, so its own retry (after a fault
+            // cut it off, once the key's lease has passed) takes the claim again instead of finding
+            // the token taken; without a key every attempt is its own claimant.
+            let claimOwner = request.headers[.idempotencyKey].map { "key:\(caller.userId):\($0)" }
+                ?? QueueToken.make(concertId: reservation.concertId)
             let claimedAt = clock.now()
             guard try await tokenClaims.claim(token: token, owner: claimOwner, until: claimedAt.adding(seconds: Self.claimSeconds),
                                               now: claimedAt) else {

@@ -24,8 +24,23 @@ public final class SQLiteConcertStore: ConcertStore {
         }
     }
 
+    /// Brings the schema up to date. GRDB reads which migrations are applied before it runs each
+    /// one in its own transaction, so processes migrating one new file at once can both start the
+    /// same migration; the second then fails (its tables exist) and rolls back. Such a failure
+    /// while another process made progress is retried from the migrations now recorded; a failure
+    /// with no progress by anyone is a real one and is thrown.
     public func migrate() async throws {
-        try SQLiteMigrations.migrator.migrate(writer)
+        let migrator = SQLiteMigrations.migrator
+        while true {
+            let before = try await writer.read { db in try migrator.appliedIdentifiers(db) }
+            do {
+                try migrator.migrate(writer)
+                return
+            } catch {
+                let after = try await writer.read { db in try migrator.appliedIdentifiers(db) }
+                guard after.count > before.count else { throw error }
+            }
+        }
     }
 
     public func ping() async throws {

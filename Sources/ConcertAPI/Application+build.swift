@@ -31,7 +31,7 @@ public func buildApplication(
     }
     let backend = try await makeBackend(config, logger)
     let resolver: any WebhookResolver = switch config.webhookResolver {
-    case .system: SystemWebhookResolver()
+    case .system: TimeLimitedResolver(SystemWebhookResolver(), timeout: .seconds(2))
     case .loopbackOnly: LoopbackOnlyWebhookResolver()
     }
     let webhookGuard = WebhookAddressGuard(resolver: config.webhookResolverOverride ?? resolver, allowPrivate: config.webhookAllowPrivate)

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 import NIOPosix
 #if canImport(Glibc)
 import Glibc
@@ -10,6 +11,43 @@ import Darwin
 
 /// Turns a webhook URL's host name into the addresses to connect to. Injected: the relay and
 /// the registration check ask it, never the system directly, so tests (and
+/// A resolver whose lookups answer within `timeout`: one that has not answered by then counts as
+/// no address (a registration is accepted and checked again at delivery; a delivery is retried
+/// later), so an operator's request never hangs on a slow name server. The lookup itself may not
+/// be cancellable (getaddrinfo is not); it finishes on its own and its answer is dropped.
+public struct TimeLimitedResolver: WebhookResolver {
+    public var base: any WebhookResolver
+    public var timeout: Duration
+
+    public init(_ base: any WebhookResolver, timeout: Duration = .seconds(2)) {
+        self.base = base
+        self.timeout = timeout
+    }
+
+    public func resolve(host: String) async throws -> [IPAddress] {
+        // Not a task group: a group waits for all its children, and the lookup's child would
+        // keep it waiting until the lookup returns. Whichever of the lookup and the timer ends
+        // first answers; the other finds the continuation gone.
+        let base = self.base, timeout = self.timeout
+        return await withCheckedContinuation { (continuation: CheckedContinuation<[IPAddress], Never>) in
+            let pending = Mutex<CheckedContinuation<[IPAddress], Never>?>(continuation)
+            let answer: @Sendable ([IPAddress]) -> Void = { addresses in
+                pending.withLock { waiting in
+                    waiting?.resume(returning: addresses)
+                    waiting = nil
+                }
+            }
+            Task { answer((try? await base.resolve(host: host)) ?? []) }
+            Task {
+                try? await Task.sleep(for: timeout)
+                answer([])
+            }
+        }
+    }
+
+    public func permits(_ address: IPAddress) -> Bool { base.permits(address) }
+}
+
 /// `CONCERT_WEBHOOK_RESOLVER=loopback-only`) can guarantee that no lookup or connection ever
 /// leaves this machine.
 public protocol WebhookResolver: Sendable {
@@ -23,11 +61,16 @@ extension WebhookResolver {
     public func permits(_ address: IPAddress) -> Bool { true }
 }
 
-/// The system resolver (`getaddrinfo`, on NIO's blocking-IO pool).
+/// The system resolver (`getaddrinfo`, on NIO's blocking-IO pool). Served wrapped in a
+/// `TimeLimitedResolver`: with an unreachable name server `getaddrinfo` can block for many seconds.
 public struct SystemWebhookResolver: WebhookResolver {
     public init() {}
 
     public func resolve(host: String) async throws -> [IPAddress] {
+        try await Self.lookUp(host)
+    }
+
+    private static func lookUp(_ host: String) async throws -> [IPAddress] {
         try await NIOThreadPool.singleton.runIfActive {
             var hints = addrinfo()
             hints.ai_socktype = Int32(SOCK_STREAM.rawValue)

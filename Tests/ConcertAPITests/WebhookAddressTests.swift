@@ -50,6 +50,29 @@ struct WebhookAddressTests {
         #expect(try await guardrail.addressForDelivery(WebhookTarget(url: "http://127.0.0.1:9/")!).isLoopback)
     }
 
+    /// A name server that does not answer must not hang a registration: the lookup counts as no
+    /// address after the time limit, and the guard then accepts the name (checked again at delivery).
+    @Test func aLookupThatDoesNotAnswerInTimeCountsAsNoAddress() async throws {
+        struct Hanging: WebhookResolver {
+            func resolve(host: String) async throws -> [IPAddress] {
+                try? await Task.sleep(for: .seconds(30))
+                return [IPAddress(bytes: [10, 0, 0, 1])!]
+            }
+        }
+        struct Quick: WebhookResolver {
+            func resolve(host: String) async throws -> [IPAddress] { [IPAddress(bytes: [10, 0, 0, 1])!] }
+        }
+        let clock = ContinuousClock()
+        let started = clock.now
+        #expect(try await TimeLimitedResolver(Hanging(), timeout: .milliseconds(200)).resolve(host: "slow.example") == [])
+        #expect(clock.now - started < .seconds(10), "the time limit, not the hanging lookup, decided")
+        let guarded = WebhookAddressGuard(resolver: TimeLimitedResolver(Hanging(), timeout: .milliseconds(200)), allowPrivate: false)
+        await #expect(throws: Never.self) { _ = try await guarded.checkRegistration(url: "https://slow.example/hook") }
+        // An answer in time is used: here a private address, so the registration is refused.
+        let quick = WebhookAddressGuard(resolver: TimeLimitedResolver(Quick(), timeout: .seconds(5)), allowPrivate: false)
+        await #expect(throws: WebhookURLProblem.self) { _ = try await quick.checkRegistration(url: "https://quick.example/hook") }
+    }
+
     @Test func retriesGrowStayWithinAMinuteForTenMinutesAndStopAfterADay() {
         var age: Int64 = 0
         var attempts = 0

@@ -11,6 +11,36 @@ import Testing
 
 @Suite("The concertd binary", .serialized)
 struct ProcessTests {
+    /// The per-concert gauges and the admissions counter a dashboard plots a sale with: in a
+    /// process of its own (its own metrics registry), a line of three with a cap of one shows one
+    /// ACTIVE, two WAITING and one admission within a few seconds of the sweeper's next look.
+    @Test func metricsPlotEachConcertsLine() async throws {
+        let server = try await ConcertdProcess(arguments: ["--database-url", "sqlite::memory:"],
+                                               environment: ["CONCERT_JWT_SECRET": testSecret, "CONCERT_QUEUE_MAX_ACTIVE": "1"])
+        do {
+            let (concertId, _) = try await createOpenConcert(through: server.baseURL, seats: 5, price: 10)
+            for user in 11...13 {
+                let joined = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: try await testToken(user: Int64(user)))
+                #expect(joined.status == 201)
+            }
+            let expected = [#"concertd_queue_active{concert="\#(concertId)"} 1"#, #"concertd_queue_waiting{concert="\#(concertId)"} 2"#,
+                            #"concertd_queue_admitted_last_minute{concert="\#(concertId)"} 1"#,
+                            #"concertd_queue_admissions_total{concert="\#(concertId)"} 1"#]
+            let deadline = ContinuousClock.now + .seconds(10)
+            var text = ""
+            repeat {
+                text = String(decoding: await HTTPClient().send(server.baseURL, "GET", "metrics").body, as: UTF8.self)
+                if expected.allSatisfy({ text.contains($0) }) { break }
+                try await Task.sleep(for: .milliseconds(200))
+            } while ContinuousClock.now < deadline
+            for line in expected { #expect(text.contains(line), "missing \(line)") }
+        } catch {
+            _ = await server.stop()
+            throw error
+        }
+        _ = await server.stop()
+    }
+
     @Test func devModeServesTheDemoAndBooksASeatEndToEnd() async throws {
         let path = temporarySQLitePath()
         let server = try await ConcertdProcess(arguments: ["--dev", "--database-url", "sqlite:" + path])

@@ -135,12 +135,11 @@ public final class LinePolicies: QueuePolicySource {
     func recordGauges(waitingRoom: any WaitingRoom, now: Timestamp) async {
         let concertIds = entries.withLock { Array($0.keys) }
         for concertId in concertIds {
-            guard let counts = try? await waitingRoom.counts(concertId: concertId, now: now),
-                  let admitted = try? await waitingRoom.admittedLastMinute(concertId: concertId, now: now) else { continue }
+            guard let counts = try? await waitingRoom.lineCounts(concertId: concertId, now: now) else { continue }
             let dimensions = [("concert", "\(concertId)")]
             Gauge(label: "concertd_queue_waiting", dimensions: dimensions).record(counts.waiting)
             Gauge(label: "concertd_queue_active", dimensions: dimensions).record(counts.active)
-            Gauge(label: "concertd_queue_admitted_last_minute", dimensions: dimensions).record(admitted)
+            Gauge(label: "concertd_queue_admitted_last_minute", dimensions: dimensions).record(counts.admittedLastMinute)
             // The line's admissions since the last look, the last minute's at the first look
             // (every instance counts the same line's admissions: take the max over instances,
             // not the sum).

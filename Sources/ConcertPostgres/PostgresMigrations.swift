@@ -138,6 +138,9 @@ enum PostgresMigrations {
             )
             """,
         ]),
+        // The waiting room's functions with the rate as an argument, token lookups by key only,
+        // and positions in two levels (`PostgresLineFunctions`).
+        Migration(version: 9, name: "line_functions", statements: PostgresLineFunctions.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -6,8 +6,8 @@ import SharedState
 /// The waiting rooms in PostgreSQL, shared by every instance on the database: what Redis does
 /// for a deployment that has no Redis.
 ///
-/// The rules are those of `WaitingLine`, applied by the PL/pgSQL functions of migration 3
-/// (`PostgresSharedStateSchema`), so that every operation is one statement, atomic across
+/// The rules are those of `WaitingLine`, applied by the PL/pgSQL functions of migrations 3 and 9
+/// (`PostgresSharedStateSchema`, `PostgresLineFunctions`), so that every operation is one statement, atomic across
 /// instances: changes to a line are serialised by a lock on its `queue_lines` row, a poll only
 /// updates its own token's row. Time is always the caller's `now`.
 ///
@@ -21,8 +21,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
         self.init(store: store, policies: FixedQueuePolicy(policy))
     }
 
-    /// Each line's policy comes from `policies` with every call (the functions' arguments; the
-    /// rate through the `*_rated` wrappers of migration 5).
+    /// Each line's policy comes from `policies` with every call (the functions' arguments).
     public init(store: PostgresConcertStore, policies: any QueuePolicySource) {
         self.store = store
         self.policies = policies
@@ -32,7 +31,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
         let token = QueueToken.make(concertId: concertId)
         let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("join", """
-            SELECT * FROM concertd_queue_join_rated(\(userId), \(concertId), \(token), \(now.milliseconds), \(policy.admissionCap),
+            SELECT * FROM concertd_queue_join(\(userId), \(concertId), \(token), \(now.milliseconds), \(policy.admissionCap),
                                               \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
             """)
         guard let row = rows.first else { throw SharedStateUnavailable("PostgreSQL queue join returned no row") }
@@ -46,7 +45,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
         guard let concertId = QueueToken.concertId(of: token) else { return nil }
         let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("poll", """
-            SELECT * FROM concertd_queue_poll_rated(\(token), \(concertId), \(now.milliseconds), \(policy.admissionCap),
+            SELECT * FROM concertd_queue_poll(\(token), \(concertId), \(now.milliseconds), \(policy.admissionCap),
                                               \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
             """)
         guard let row = rows.first else { return nil }
@@ -60,7 +59,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
         guard let concertId = QueueToken.concertId(of: token) else { return false }
         let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("end", """
-            SELECT concertd_queue_end_rated(\(token), \(concertId), \(now.milliseconds), \(policy.admissionCap),
+            SELECT concertd_queue_end(\(token), \(concertId), \(now.milliseconds), \(policy.admissionCap),
                                       \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
             """)
         return try rows.first?.decode(Bool.self) ?? false
@@ -85,7 +84,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
             let hasRoom = waiting && active < policy.admissionCap
             guard hasRoom || idleDue || expired else { continue }
             _ = try await query("sweep", """
-                SELECT concertd_queue_sweep_rated(\(concertId), \(now.milliseconds), \(policy.admissionCap),
+                SELECT concertd_queue_sweep(\(concertId), \(now.milliseconds), \(policy.admissionCap),
                                             \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
                 """)
         }
@@ -97,7 +96,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
     }
 
     public func admittedLastMinute(concertId: Int64, now: Timestamp) async throws -> Int {
-        try await lineCounts(concertId: concertId, now: now).admitted
+        try await lineCounts(concertId: concertId, now: now).admittedLastMinute
     }
 
     public func admissions(concertId: Int64, after: Timestamp, now: Timestamp) async throws -> Int {
@@ -108,22 +107,17 @@ public final class PostgresWaitingRoom: WaitingRoom {
         return Int(try rows.first?.decode(Int64.self) ?? 0)
     }
 
-    private func lineCounts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int, admitted: Int) {
+    /// One call: the counts after advancing, and the last minute's admissions (which outlive an
+    /// emptied line).
+    public func lineCounts(concertId: Int64, now: Timestamp) async throws -> LineCounts {
         let policy = try await policies.policy(concertId: concertId, now: now)
         let rows = try await query("counts", """
-            SELECT * FROM concertd_queue_counts_rated(\(concertId), \(now.milliseconds), \(policy.admissionCap),
+            SELECT * FROM concertd_queue_counts(\(concertId), \(now.milliseconds), \(policy.admissionCap),
                                                 \(policy.activeMilliseconds), \(policy.idleMilliseconds), \(policy.admitPerMinute ?? 0))
             """)
-        guard let row = rows.first else {
-            // No line yet; admissions of the last minute outlive an emptied line.
-            let admitted = try await query("counts", """
-                SELECT count(*) FROM queue_admissions WHERE concert_id = \(concertId)
-                  AND admitted_at > \(now.milliseconds - QueuePolicy.rateWindowMilliseconds)
-                """).first?.decode(Int64.self) ?? 0
-            return (0, 0, Int(admitted))
-        }
+        guard let row = rows.first else { throw SharedStateUnavailable("PostgreSQL queue counts returned no row") }
         let (waiting, active, admitted) = try row.decode((Int64, Int64, Int64).self)
-        return (Int(waiting), Int(active), Int(admitted))
+        return LineCounts(waiting: Int(waiting), active: Int(active), admittedLastMinute: Int(admitted))
     }
 
     public func draw(concertId: Int64, now: Timestamp, order: @Sendable ([String]) -> [String]) async throws -> Int {

@@ -19,6 +19,8 @@ public protocol WaitingRoom: Sendable {
     func counts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int)
     /// Admissions to the concert's line in the 60 seconds up to `now`, across instances.
     func admittedLastMinute(concertId: Int64, now: Timestamp) async throws -> Int
+    /// `counts` and `admittedLastMinute` together (one round trip where the store allows).
+    func lineCounts(concertId: Int64, now: Timestamp) async throws -> LineCounts
     /// Admissions to the concert's line after `after` and up to `now` (within the last minute,
     /// which is what the lines remember), across instances: for the admissions counter.
     func admissions(concertId: Int64, after: Timestamp, now: Timestamp) async throws -> Int
@@ -28,6 +30,26 @@ public protocol WaitingRoom: Sendable {
     func draw(concertId: Int64, now: Timestamp, order: @Sendable ([String]) -> [String]) async throws -> Int
     /// Answers when the backing store does (readiness).
     func ping() async throws
+}
+
+/// What the operator's view and the gauges show of one line.
+public struct LineCounts: Sendable, Equatable {
+    public var waiting: Int
+    public var active: Int
+    public var admittedLastMinute: Int
+    public init(waiting: Int, active: Int, admittedLastMinute: Int) {
+        self.waiting = waiting
+        self.active = active
+        self.admittedLastMinute = admittedLastMinute
+    }
+}
+
+extension WaitingRoom {
+    public func lineCounts(concertId: Int64, now: Timestamp) async throws -> LineCounts {
+        let counts = try await counts(concertId: concertId, now: now)
+        let admitted = try await admittedLastMinute(concertId: concertId, now: now)
+        return LineCounts(waiting: counts.waiting, active: counts.active, admittedLastMinute: admitted)
+    }
 }
 
 /// Where a waiting room finds the rules each line runs on at `now` (the caller's policy, pause,

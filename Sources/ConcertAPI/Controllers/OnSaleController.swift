@@ -59,10 +59,9 @@ struct OnSaleController {
     private func body(_ snapshot: LinePolicies.Snapshot) async throws -> QueuePolicyBody {
         let now = clock.now()
         let concertId = snapshot.concert.id
-        let counts = try await waitingRoom.counts(concertId: concertId, now: now)
-        let admitted = try await waitingRoom.admittedLastMinute(concertId: concertId, now: now)
+        let counts = try await waitingRoom.lineCounts(concertId: concertId, now: now)
         return QueuePolicyBody(concertId: concertId, policy: snapshot.line, waiting: counts.waiting, active: counts.active,
-                               admittedLastMinute: admitted, soldOut: snapshot.availability.soldOut)
+                               admittedLastMinute: counts.admittedLastMinute, soldOut: snapshot.availability.soldOut)
     }
 }
 

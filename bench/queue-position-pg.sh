@@ -38,7 +38,7 @@ CONCERT_DATABASE_URL=$url "$CONCERTD" migrate >/dev/null
 q() { psql -X -q -A -t "$url" "$@"; }
 
 now=1000000
-policy="$now, $MAX_ACTIVE, 600000, 3600000"   # now, max ACTIVE, ACTIVE ms, idle ms (nobody goes idle)
+policy="$now, $MAX_ACTIVE, 600000, 3600000, 0"   # now, max ACTIVE, ACTIVE ms, idle ms (nobody goes idle), no rate
 echo "filling the line: $MAX_ACTIVE ACTIVE + $N waiting (one transaction per join)"
 t0=$(date +%s.%N)
 q -c "DO \$\$ BEGIN FOR u IN 1..$((N + MAX_ACTIVE)) LOOP
@@ -48,7 +48,8 @@ t1=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" -v n=$((N + MAX_ACTIVE)) 'BEGIN { printf "  %.0f µs per join on average\n", (b - a) * 1000000 / n }'
 q -c "VACUUM ANALYZE"
 q -c "SELECT 'line: ' || waiting_count || ' waiting, ' || active_count || ' ACTIVE, ' ||
-             (SELECT count(*) FROM queue_buckets WHERE concert_id = 42) || ' buckets' FROM queue_lines WHERE concert_id = 42"
+             (SELECT count(*) FROM queue_buckets WHERE concert_id = 42) || ' buckets, ' ||
+             (SELECT count(*) FROM queue_blocks WHERE concert_id = 42) || ' blocks' FROM queue_lines WHERE concert_id = 42"
 
 # Polls of the head, the middle and the back of the line, 500 each in one session (a fresh
 # session's first call also compiles and plans the function: that is not a poll's cost).
@@ -59,19 +60,21 @@ BEGIN
     SELECT o_position INTO pos FROM concertd_queue_poll('42.' || md5(u::text), 42, $policy);
     started := clock_timestamp();
     FOR i IN 1..500 LOOP
-      PERFORM * FROM concertd_queue_poll('42.' || md5(u::text), 42, $now + i, $MAX_ACTIVE, 600000, 3600000);
+      PERFORM * FROM concertd_queue_poll('42.' || md5(u::text), 42, $now + i, $MAX_ACTIVE, 600000, 3600000, 0);
     END LOOP;
     RAISE NOTICE 'poll at position %: % µs each (500 in one session)', pos,
       round(extract(epoch FROM clock_timestamp() - started) * 1000000 / 500);
   END LOOP;
 END \$\$" 2>&1 | sed 's/^NOTICE: */  /'
-echo "plan of the position read for the back of the line (the arithmetic concertd_queue_poll does):"
+echo "plan of the position read for the back of the line (concertd_queue_position, migration 9):"
 token="42.$(printf '%s' "$((MAX_ACTIVE + N))" | md5sum | cut -d' ' -f1)"
+seq=$(q -c "SELECT sequence FROM queue_tokens WHERE token = '$token'")
 q -c "EXPLAIN (ANALYZE, BUFFERS)
-      SELECT coalesce((SELECT sum(b.waiting) FROM queue_buckets b WHERE b.concert_id = 42 AND b.bucket < t.sequence / 512), 0)
+      SELECT coalesce((SELECT sum(b.waiting) FROM queue_buckets b WHERE b.concert_id = 42 AND b.bucket < $seq / 512), 0)
+           + coalesce((SELECT sum(k.waiting) FROM queue_blocks k WHERE k.concert_id = 42
+                         AND k.block >= ($seq / 512) * 16 AND k.block < $seq / 32), 0)
            + (SELECT count(*) FROM queue_tokens w WHERE w.concert_id = 42 AND w.status = 'WAITING'
-                AND w.sequence >= (t.sequence / 512) * 512 AND w.sequence < t.sequence)
-      FROM queue_tokens t WHERE t.token = '$token'" | sed 's/^/  /'
+                AND w.sequence >= ($seq / 32) * 32 AND w.sequence < $seq)" | sed 's/^/  /'
 
 script=$(mktemp)
 cat >"$script" <<SQL

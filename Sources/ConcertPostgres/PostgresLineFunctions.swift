@@ -12,6 +12,12 @@
 ///   `<concertId>.<random>`, and the concert is compared as a filter), and WAITING is spelled
 ///   `active_until IS NULL` there, which the partial index cannot serve, so the primary key is the
 ///   only index to choose. `PostgresLineCostTests` counts the rows a poll reads in that state.
+///   The same holds for plans PL/pgSQL keeps per connection: planned while the line was a few
+///   rows, a statement keeps its sequential scan until the table is analysed again, and then
+///   scans the grown line on every call (3,051 rows for one `end` at 3,000 waiters, measured).
+///   Every entry point therefore turns sequential scans off for its own transaction
+///   (`set_config(..., true)`, like `synchronous_commit`; a function-level `SET` clause would
+///   also undo `synchronous_commit` before the commit): every statement here has an index.
 ///   The table also gets autovacuum thresholds that follow a fast-growing line.
 /// - **Positions in two levels.** Migration 3 counted a waiter's position as the buckets (512
 ///   arrival numbers each) before its own plus the waiters ahead in its bucket: up to 511 index
@@ -229,21 +235,42 @@ enum PostgresLineFunctions {
           v_user BIGINT;
           v_until BIGINT;
           v_concert BIGINT;
+          v_position BIGINT;
         BEGIN
-          -- As durable as Redis with appendfsync everysec (see migration 3): no WAL flush waited for.
-          PERFORM set_config('synchronous_commit', 'off', true);
-          PERFORM concertd_queue_advance_if_needed(p_concert, p_now, p_max, p_active_ms, p_idle_ms, p_rate);
+          -- As durable as Redis with appendfsync everysec (see migration 3): no WAL flush waited
+          -- for; and index plans only, whatever the table looked like when a plan was made.
+          PERFORM set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true);
+          -- concertd_queue_advance_if_needed, written out: a poll is the hot path, and each nested
+          -- call or statement is one more executor start in PL/pgSQL.
+          IF EXISTS (SELECT 1 FROM queue_lines l
+                     WHERE l.concert_id = p_concert AND l.waiting_count > 0 AND l.active_count < p_max
+                       AND l.rate_blocked_until <= p_now)
+             OR EXISTS (SELECT 1 FROM queue_tokens t
+                        WHERE t.concert_id = p_concert AND t.status = 'ACTIVE' AND t.active_until <= p_now) THEN
+            PERFORM 1 FROM queue_lines WHERE concert_id = p_concert FOR UPDATE;
+            PERFORM concertd_queue_advance(p_concert, p_now, p_max, p_active_ms, p_idle_ms, p_rate);
+          END IF;
+          -- The touch and the position in one statement (concertd_queue_position's arithmetic).
           -- WAITING is spelled `active_until IS NULL` in lookups by token (the table's CHECK makes
           -- them the same), so that the line's partial index (WHERE status = 'WAITING') is never a
           -- candidate: with stale statistics PostgreSQL would read all of it.
-          UPDATE queue_tokens SET last_seen = greatest(last_seen, p_now)
-            WHERE token = p_token AND active_until IS NULL AND last_seen + p_idle_ms > p_now
-            RETURNING sequence, user_id, concert_id INTO v_sequence, v_user, v_concert;
+          UPDATE queue_tokens t SET last_seen = greatest(t.last_seen, p_now)
+            WHERE t.token = p_token AND t.active_until IS NULL AND t.last_seen + p_idle_ms > p_now
+            RETURNING t.user_id, t.concert_id,
+              coalesce((SELECT sum(b.waiting) FROM queue_buckets b
+                        WHERE b.concert_id = p_concert AND b.bucket < t.sequence / 512), 0)::BIGINT
+              + coalesce((SELECT sum(k.waiting) FROM queue_blocks k
+                          WHERE k.concert_id = p_concert AND k.block >= (t.sequence / 512) * 16
+                            AND k.block < t.sequence / 32), 0)::BIGINT
+              + (SELECT count(*) FROM queue_tokens w
+                 WHERE w.concert_id = p_concert AND w.status = 'WAITING'
+                   AND w.sequence >= (t.sequence / 32) * 32 AND w.sequence < t.sequence)
+            INTO v_user, v_concert, v_position;
           IF FOUND THEN
             IF v_concert <> p_concert THEN RETURN; END IF;
             o_status := 'WAITING';
             o_user_id := v_user;
-            o_position := concertd_queue_position(p_concert, v_sequence);
+            o_position := v_position;
             o_active_until := NULL;
             RETURN NEXT;
             RETURN;
@@ -289,7 +316,7 @@ enum PostgresLineFunctions {
           v_last_seen BIGINT;
           v_sequence BIGINT;
         BEGIN
-          PERFORM set_config('synchronous_commit', 'off', true);
+          PERFORM set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true);
           INSERT INTO queue_lines (concert_id) VALUES (p_concert) ON CONFLICT (concert_id) DO NOTHING;
           PERFORM 1 FROM queue_lines WHERE concert_id = p_concert FOR UPDATE;
           PERFORM concertd_queue_advance(p_concert, p_now, p_max, p_active_ms, p_idle_ms, p_rate);
@@ -324,7 +351,7 @@ enum PostgresLineFunctions {
           v_status TEXT;
           v_sequence BIGINT;
         BEGIN
-          PERFORM set_config('synchronous_commit', 'off', true);
+          PERFORM set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true);
           IF NOT EXISTS (SELECT 1 FROM queue_tokens WHERE token = p_token AND concert_id + 0 = p_concert) THEN
             RETURN false;
           END IF;
@@ -353,7 +380,7 @@ enum PostgresLineFunctions {
           v_swept_at BIGINT;
           v_left BIGINT[];
         BEGIN
-          PERFORM set_config('synchronous_commit', 'off', true);
+          PERFORM set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true);
           SELECT idle_swept_at INTO v_swept_at FROM queue_lines WHERE concert_id = p_concert FOR UPDATE SKIP LOCKED;
           IF NOT FOUND THEN RETURN; END IF;
           PERFORM concertd_queue_advance(p_concert, p_now, p_max, p_active_ms, p_idle_ms, p_rate);
@@ -382,7 +409,7 @@ enum PostgresLineFunctions {
         RETURNS TABLE (o_waiting BIGINT, o_active BIGINT, o_admitted BIGINT)
         LANGUAGE plpgsql AS $$
         BEGIN
-          PERFORM set_config('synchronous_commit', 'off', true);
+          PERFORM set_config('synchronous_commit', 'off', true), set_config('enable_seqscan', 'off', true);
           PERFORM concertd_queue_advance_if_needed(p_concert, p_now, p_max, p_active_ms, p_idle_ms, p_rate);
           RETURN QUERY SELECT coalesce((SELECT l.waiting_count FROM queue_lines l WHERE l.concert_id = p_concert), 0),
                               coalesce((SELECT l.active_count FROM queue_lines l WHERE l.concert_id = p_concert), 0),
@@ -400,6 +427,7 @@ enum PostgresLineFunctions {
           v_drawn BIGINT;
           v_count BIGINT;
         BEGIN
+          PERFORM set_config('enable_seqscan', 'off', true);
           INSERT INTO queue_lines (concert_id) VALUES (p_concert) ON CONFLICT (concert_id) DO NOTHING;
           SELECT drawn_entrants INTO v_drawn FROM queue_lines WHERE concert_id = p_concert FOR UPDATE;
           IF v_drawn IS NOT NULL THEN RETURN v_drawn; END IF;

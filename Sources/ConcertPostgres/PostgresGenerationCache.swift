@@ -71,9 +71,28 @@ public final class PostgresGenerationCache: ResponseCache {
     }
 
     private func generation(of namespace: String) async throws -> Int64 {
-        let rows = try await store.sharedStateQuery("cache generation", """
-            SELECT generation FROM cache_generations WHERE namespace = \(namespace)
-            """)
-        return try rows.first?.decode(Int64.self) ?? 0
+        let rows = try await store.sharedStatePrepared("cache generation", GenerationStatement(namespace: namespace))
+        return rows.first ?? 0
+    }
+}
+
+/// The generation read, prepared once per connection: every cached answer reads it (the parse
+/// skipped, as for the queue poll).
+struct GenerationStatement: PostgresPreparedStatement {
+    static let name = "concertd_cache_generation"
+    static let sql = "SELECT generation FROM cache_generations WHERE namespace = $1"
+    static let bindingDataTypes: [PostgresDataType] = [.text]
+    typealias Row = Int64
+
+    var namespace: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(namespace)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Int64.self)
     }
 }

@@ -15,7 +15,8 @@ struct Concertd: AsyncParsableCommand {
     )
 }
 
-/// Settings shared by `serve` and `migrate`: flags win over the environment.
+/// Flags shared by `serve`, `migrate` and `verify`. They are optional with no default of their own,
+/// so that an unset flag leaves the environment and then the default to `AppConfig.read`.
 struct CommonOptions: ParsableArguments {
     @Option(help: "Database URL (env CONCERT_DATABASE_URL): sqlite:PATH, sqlite::memory: or postgres://user[:pw]@host:port/db")
     var databaseURL: String?
@@ -24,18 +25,19 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (env LOG_LEVEL)")
     var logLevel: String?
 
-    func config(overriding flags: [String: String] = [:]) throws -> AppConfig {
-        let environment = ProcessInfo.processInfo.environment.merging(flags) { _, flag in flag }
-        var config = try AppConfig.fromEnvironment(environment)
-        if let databaseURL { config.databaseURL = databaseURL }
-        if let redisURL { config.redisURL = redisURL }
-        return config
+    var flags: [Setting: String] {
+        var flags: [Setting: String] = [:]
+        flags[.databaseURL] = databaseURL
+        flags[.redisURL] = redisURL
+        flags[.logLevel] = logLevel
+        return flags
     }
+}
 
-    func logger() -> Logger {
+extension AppConfig {
+    var logger: Logger {
         var logger = Logger(label: "concertd")
-        let level = logLevel ?? ProcessInfo.processInfo.environment["LOG_LEVEL"]
-        logger.logLevel = level.flatMap(Logger.Level.init(rawValue:)) ?? .info
+        logger.logLevel = logLevel
         return logger
     }
 }
@@ -59,27 +61,25 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "JSON Web Key Set file of public keys for RS256/ES256/EdDSA tokens; SIGHUP reloads it (env CONCERT_JWT_JWKS_FILE)")
     var jwksFile: String?
 
-    /// Flags as the environment variables they stand for, so both go through the same checks.
-    var flagSettings: [String: String] {
-        let pairs: [(String, Int?)] = [
-            ("CONCERT_HOLD_SECONDS", holdSeconds), ("CONCERT_QUEUE_MAX_ACTIVE", queueMaxActive),
-            ("CONCERT_QUEUE_ACTIVE_SECONDS", queueActiveSeconds), ("CONCERT_QUEUE_IDLE_SECONDS", queueIdleSeconds),
-            ("CONCERT_MAX_HOLDS_PER_USER", maxHoldsPerUser), ("CONCERT_MAX_CHARGE", maxCharge),
-            ("CONCERT_RATE_LIMIT_PER_USER", rateLimitPerUser), ("CONCERT_RATE_LIMIT_PER_IP", rateLimitPerIp),
-        ]
-        var settings: [String: String] = [:]
-        for (name, value) in pairs { if let value { settings[name] = String(value) } }
-        if let host { settings["CONCERT_HOST"] = host }
-        if let port { settings["CONCERT_PORT"] = String(port) }
-        if let jwksFile { settings["CONCERT_JWT_JWKS_FILE"] = jwksFile }
-        return settings
+    /// Each flag under the setting it stands for; `AppConfig.read` puts them before the environment.
+    var flags: [Setting: String] {
+        var flags = common.flags
+        flags[.host] = host
+        flags[.port] = port.map(String.init)
+        flags[.holdSeconds] = holdSeconds.map(String.init)
+        flags[.queueMaxActive] = queueMaxActive.map(String.init)
+        flags[.queueActiveSeconds] = queueActiveSeconds.map(String.init)
+        flags[.queueIdleSeconds] = queueIdleSeconds.map(String.init)
+        flags[.maxHoldsPerUser] = maxHoldsPerUser.map(String.init)
+        flags[.maxCharge] = maxCharge.map(String.init)
+        flags[.rateLimitPerUser] = rateLimitPerUser.map(String.init)
+        flags[.rateLimitPerIP] = rateLimitPerIp.map(String.init)
+        flags[.jwksFile] = jwksFile
+        return flags
     }
 
     func run() async throws {
-        var settings = try exitOnConfigError { try common.config(overriding: flagSettings) }
-        settings.dev = dev
-        settings.demo = demo
-        let config = settings
+        let config = try exitOnConfigError { try AppConfig.read(flags: flags, dev: dev, demo: demo) }
         if config.jwtSecret == nil && !dev {
             FileHandle.standardError.write(Data("concertd: CONCERT_JWT_SECRET is not set; set it, or run `concertd serve --dev`\n".utf8))
             throw ExitCode(2)
@@ -87,7 +87,7 @@ struct Serve: AsyncParsableCommand {
         let secret = config.effectiveJWTSecret!
         let devSecret = config.jwtSecret == nil
         try await exitOnConfigError {
-            try await ConcertService.serve(config: config, logger: common.logger()) { port in
+            try await ConcertService.serve(config: config, logger: config.logger) { port in
                 var lines = ["concertd listening on http://\(config.host):\(port) (database \(config.databaseURL)\(config.redisURL.map { ", redis \($0)" } ?? ""))"]
                 if let sample = try? await ConcertService.token(secret: secret, userId: 1, admin: false, ttlSeconds: 3600) {
                     lines.append("try:  curl -H 'Authorization: Bearer \(sample)' http://\(config.host):\(port)/v1/points")
@@ -105,8 +105,8 @@ struct Migrate: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let config = try exitOnConfigError { try common.config() }
-        try await exitOnConfigError { try await ConcertService.migrate(config: config, logger: common.logger()) }
+        let config = try exitOnConfigError { try AppConfig.read(flags: common.flags) }
+        try await exitOnConfigError { try await ConcertService.migrate(config: config, logger: config.logger) }
         print("concertd: schema of \(config.databaseURL) is up to date")
     }
 }
@@ -117,8 +117,8 @@ struct Verify: AsyncParsableCommand {
     @OptionGroup var common: CommonOptions
 
     func run() async throws {
-        let config = try exitOnConfigError { try common.config() }
-        let report = try await exitOnConfigError { try await ConcertService.verify(config: config, logger: common.logger()) }
+        let config = try exitOnConfigError { try AppConfig.read(flags: common.flags) }
+        let report = try await exitOnConfigError { try await ConcertService.verify(config: config, logger: config.logger) }
         for line in report {
             print("\(line.breaches == 0 ? "ok    " : "BREACH") \(line.name)\(line.breaches == 0 ? "" : ": \(line.breaches) rows")")
         }
@@ -139,7 +139,7 @@ struct Token: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let secret = ProcessInfo.processInfo.environment["CONCERT_JWT_SECRET"].flatMap { $0.isEmpty ? nil : $0 }
+        let secret = try exitOnConfigError { try AppConfig.read() }.jwtSecret
         if secret == nil {
             FileHandle.standardError.write(Data("concertd: CONCERT_JWT_SECRET is not set; signing with the --dev secret\n".utf8))
         }

@@ -37,7 +37,11 @@ struct AuthenticatorTests {
         let token = try await authenticator.issue(userId: 9, admin: false, ttlSeconds: 60)
         #expect(try await authenticator.identity(authorization: "Bearer \(token)").userId == 9)
         #expect(try await authenticator.identity(authorization: "Bearer \(token)").userId == 9, "answered from the memo")
-        let tampered = String(token.dropLast()) + (token.hasSuffix("A") ? "B" : "A")
+        // The signature's first character, not its last: the last one of an HS256 signature
+        // also carries two padding bits, and `A` for `B` there changed only those (1 run in 16).
+        let signatureStart = token.index(after: try #require(token.lastIndex(of: ".")))
+        let tampered = token.replacingCharacters(in: signatureStart...signatureStart,
+                                                 with: token[signatureStart] == "A" ? "Q" : "A")
         await #expect(throws: APIError.self) { try await authenticator.identity(authorization: "Bearer \(tampered)") }
         clock.advance(seconds: 61)
         await #expect(throws: APIError.self) { try await authenticator.identity(authorization: "Bearer \(token)") }

@@ -82,7 +82,7 @@ struct AbuseTests {
 
     @Test func aRequestHeadDribbledByteByByteIsCutOffAtTheTimeoutWhileOthersAreServed() async throws {
         try await withAPI(live: true, configure: Self.shortLimits) { api in
-            let port = try #require(api.client.port)
+            let port = try #require(api.port)
             let slow = try await RawConnection(port: port)
             #expect(await slow.send("GET /healthz HTTP/1.1\r\nHost: x\r\n"))
             // One byte every 100 ms: a read-idle timer alone would never fire.
@@ -104,7 +104,7 @@ struct AbuseTests {
     @Test func aBodyThatStallsGets408AndChangesNothing() async throws {
         // Only the body timeout is short: the test client's own keep-alive connection must live.
         try await withAPI(live: true, configure: { $0.connectionLimits.requestTimeoutSeconds = 1 }) { api in
-            let port = try #require(api.client.port)
+            let port = try #require(api.port)
             let jwt = try await api.token(user: 5)
             let slow = try await RawConnection(port: port)
             #expect(await slow.send("POST /v1/points/charges HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(jwt)\r\n"
@@ -119,7 +119,7 @@ struct AbuseTests {
 
     @Test func oversizedHeadersAre431AndGarbageIs400AndTheServerKeepsServing() async throws {
         try await withAPI(live: true) { api in
-            let port = try #require(api.client.port)
+            let port = try #require(api.port)
             let huge = try await RawConnection(port: port)
             await huge.send("GET /v1/concerts HTTP/1.1\r\nHost: x\r\nX-Padding: \(String(repeating: "a", count: 20_000))\r\n\r\n")
             #expect(await huge.closedByServer(within: .seconds(10)))
@@ -145,7 +145,7 @@ struct AbuseTests {
 
     @Test func hundredsOfStalledConnectionsDoNotStopTheServerAndAreAllClosed() async throws {
         try await withAPI(live: true, configure: Self.shortLimits) { api in
-            let port = try #require(api.client.port)
+            let port = try #require(api.port)
             var stalled: [RawConnection] = []
             for _ in 0..<300 {
                 let connection = try await RawConnection(port: port)

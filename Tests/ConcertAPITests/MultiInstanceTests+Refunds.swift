@@ -9,28 +9,28 @@ extension MultiInstanceTests {
     /// exactly once; a cancel on one instance makes the other refuse holds at once, although it
     /// had the schedule in its cache.
     @Test(.enabled(if: serversAreConfigured)) func refundsAndCancelsRacingAcrossTwoInstancesRefundEachSeatOnce() async throws {
-        let cluster = try await startCluster(count: 2, redis: false, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
+        let cluster = try await Cluster.start(count: 2, redis: false, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
         do {
             let (a, b) = (cluster.instances[0], cluster.instances[1])
             let servers = [a, b]
-            let (concertId, scheduleId) = try await openConcert(on: a, seats: 30, price: 100)
-            let admin = try await token(1, admin: true)
-            let other = try await a.request("POST", "v1/admin/concerts/\(concertId)/schedules", token: admin,
-                                            body: Fixture.schedule(startsAt: "2098-02-01T00:00:00Z", price: 100, seats: 10))
+            let (concertId, scheduleId) = try await a.api.openConcert(seats: 30, price: 100)
+            let admin = try await JWTTestSigner.token(user: 1, admin: true)
+            let other = try await a.api.call(.post, "/v1/admin/concerts/\(concertId)/schedules", jwt: admin,
+                                            json: Fixture.schedule(startsAt: "2098-02-01T00:00:00Z", price: 100, seats: 10))
             let otherScheduleId = try #require(other.json["id"] as? Int)
 
             let users = Array(300..<320)
             var payments: [Int: (jwt: String, payment: Int)] = [:]
             for (index, user) in users.enumerated() {
-                let jwt = try await token(user)
+                let jwt = try await JWTTestSigner.token(user: Int64(user))
                 let server = servers[index % 2]
-                let queue = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt).json["token"] as! String
-                #expect(try await server.request("POST", "v1/points/charges", token: jwt, body: #"{"amount": 100}"#).status == 200)
-                let hold = try await server.request("POST", "v1/reservations", token: jwt, queueToken: queue,
-                                                    body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(index + 1)}"#)
+                let queue = try await server.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt).json["token"] as! String
+                #expect(try await server.api.call(.post, "/v1/points/charges", jwt: jwt, json: #"{"amount": 100}"#).status == 200)
+                let hold = try await server.api.call(.post, "/v1/reservations", jwt: jwt, queueToken: queue,
+                                                    json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(index + 1)}"#)
                 let reservation = try #require(hold.json["id"] as? Int, "\(hold)")
-                let paid = try await servers[(index + 1) % 2].request("POST", "v1/payments", token: jwt, queueToken: queue,
-                                                                     body: #"{"reservationId": \#(reservation)}"#)
+                let paid = try await servers[(index + 1) % 2].api.call(.post, "/v1/payments", jwt: jwt, queueToken: queue,
+                                                                     json: #"{"reservationId": \#(reservation)}"#)
                 payments[user] = (jwt, try #require(paid.json["id"] as? Int, "\(paid)"))
             }
             let paid = payments
@@ -43,9 +43,8 @@ extension MultiInstanceTests {
                     for attempt in 0..<2 {
                         group.addTask {
                             await gate.wait()
-                            let reply = try await servers[attempt].requestWithHeaders(
-                                "POST", "v1/payments/\(paid[user]!.payment)/refund", token: paid[user]!.jwt,
-                                headers: attempt == 0 ? ["Idempotency-Key": "refund-\(user)"] : [:])
+                            let reply = try await servers[attempt].api.call(.post, "/v1/payments/\(paid[user]!.payment)/refund", jwt: paid[user]!.jwt,
+                                idempotencyKey: attempt == 0 ? "refund-\(user)" : nil)
                             return ("refund", reply.status, nil)
                         }
                     }
@@ -53,7 +52,7 @@ extension MultiInstanceTests {
                 for server in servers {
                     group.addTask {
                         await gate.wait()
-                        let reply = try await server.request("POST", "v1/admin/schedules/\(scheduleId)/cancel", token: admin)
+                        let reply = try await server.api.call(.post, "/v1/admin/schedules/\(scheduleId)/cancel", jwt: admin)
                         return ("cancel", reply.status, reply.json["refunded"] as? Int)
                     }
                 }
@@ -70,22 +69,22 @@ extension MultiInstanceTests {
             #expect(byCancels >= 10 && byCancels <= 20)
             #expect(cancels.contains { $0.refunded == 0 }, "the second cancel refunds nothing: \(cancels)")
             for user in users {
-                let balance = try await b.request("GET", "v1/points", token: paid[user]!.jwt)
+                let balance = try await b.api.call(.get, "/v1/points", jwt: paid[user]!.jwt)
                 #expect(balance.json["balance"] as? Int == 100, "user \(user)")
             }
 
             // Instance a has the other date in its cache (it served a seat map of it); b cancels it.
-            let jwt = try await token(400)
-            let queue = try await a.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt).json["token"] as! String
-            #expect(try await a.request("GET", "v1/schedules/\(otherScheduleId)/seats", token: jwt, queueToken: queue).status == 200)
-            let cancelled = try await b.request("POST", "v1/admin/schedules/\(otherScheduleId)/cancel", token: admin)
+            let jwt = try await JWTTestSigner.token(user: 400)
+            let queue = try await a.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt).json["token"] as! String
+            #expect(try await a.api.call(.get, "/v1/schedules/\(otherScheduleId)/seats", jwt: jwt, queueToken: queue).status == 200)
+            let cancelled = try await b.api.call(.post, "/v1/admin/schedules/\(otherScheduleId)/cancel", jwt: admin)
             #expect(cancelled.status == 200 && cancelled.json["refunded"] as? Int == 0)
-            let hold = try await a.request("POST", "v1/reservations", token: jwt, queueToken: queue,
-                                           body: #"{"scheduleId": \#(otherScheduleId), "seatNumber": 1}"#)
+            let hold = try await a.api.call(.post, "/v1/reservations", jwt: jwt, queueToken: queue,
+                                           json: #"{"scheduleId": \#(otherScheduleId), "seatNumber": 1}"#)
             #expect(hold.status == 404 && hold.json["code"] as? String == "SCHEDULE_NOT_FOUND", "\(hold)")
-            let seats = try await a.request("GET", "v1/schedules/\(otherScheduleId)/seats", token: jwt, queueToken: queue)
+            let seats = try await a.api.call(.get, "/v1/schedules/\(otherScheduleId)/seats", jwt: jwt, queueToken: queue)
             #expect(seats.status == 404 && seats.json["code"] as? String == "SCHEDULE_NOT_FOUND")
-            let schedules = try await a.request("GET", "v1/concerts/\(concertId)/schedules", token: jwt, queueToken: queue)
+            let schedules = try await a.api.call(.get, "/v1/concerts/\(concertId)/schedules", jwt: jwt, queueToken: queue)
             #expect((schedules.json["schedules"] as? [Any])?.isEmpty == true, "\(schedules)")
 
             try await expectInvariants(cluster.database)

@@ -9,55 +9,19 @@ let serversAreConfigured = (TestServices.postgresURL != nil && TestServices.redi
 
 @Suite("Several instances on PostgreSQL and Redis", .serialized)
 struct MultiInstanceTests {
-    struct Cluster {
-        var database: TestDatabase
-        var instances: [ConcertdProcess]
-        var prefix: String
-
-        func stop() async {
-            for instance in instances { _ = await instance.stop() }
-            try? await database.drop()
-        }
-    }
-
-    func startCluster(count: Int, redis useRedis: Bool = true, environment extra: [String: String]) async throws -> Cluster {
-        guard let admin = TestServices.postgresURL, let redis = TestServices.redisURL else {
-            throw MissingTestService(description: "scripts/test provides CONCERT_TEST_POSTGRES_URL and CONCERT_TEST_REDIS_URL")
-        }
-        let database = try await TestDatabase.create(adminURL: admin)
-        let prefix = "multi-\(UUID().uuidString.prefix(8)):"
-        var environment = ["CONCERT_JWT_SECRET": testSecret, "CONCERT_DATABASE_URL": database.url,
-                           "CONCERT_REDIS_KEY_PREFIX": prefix]
-        if useRedis { environment["CONCERT_REDIS_URL"] = redis }
-        for (key, value) in extra { environment[key] = value }
-        let migrated = try await runConcertd(["migrate"], environment: environment)
-        #expect(migrated.status == 0, "\(migrated.stderr)")
-        var instances: [ConcertdProcess] = []
-        for _ in 0..<count { instances.append(try await ConcertdProcess(arguments: [], environment: environment)) }
-        return Cluster(database: database, instances: instances, prefix: prefix)
-    }
-
-    func token(_ user: Int, admin: Bool = false) async throws -> String {
-        try await testToken(user: Int64(user), admin: admin)
-    }
-
-    func openConcert(on server: ConcertdProcess, seats: Int, price: Int) async throws -> (concertId: Int, scheduleId: Int) {
-        try await createOpenConcert(through: server.baseURL, seats: seats, price: price)
-    }
-
     @Test(.enabled(if: serversAreConfigured)) func holdsAndPaymentsThroughThreeInstancesNeverDoubleBookOrDoubleCharge() async throws {
-        let cluster = try await startCluster(count: 3, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
+        let cluster = try await Cluster.start(count: 3, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
         do {
             let servers = cluster.instances
-            let (concertId, scheduleId) = try await openConcert(on: servers[0], seats: 10, price: 100)
+            let (concertId, scheduleId) = try await servers[0].api.openConcert(seats: 10, price: 100)
             let users = Array(100..<160)
             var joined: [Int: (jwt: String, queue: String)] = [:]
             for user in users {
-                let jwt = try await token(user)
-                let reply = try await servers[user % 3].request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt)
+                let jwt = try await JWTTestSigner.token(user: Int64(user))
+                let reply = try await servers[user % 3].api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
                 #expect(reply.json["status"] as? String == "ACTIVE")
                 joined[user] = (jwt, reply.json["token"] as! String)
-                #expect(try await servers[(user + 1) % 3].request("POST", "v1/points/charges", token: jwt, body: #"{"amount": 150}"#).status == 200)
+                #expect(try await servers[(user + 1) % 3].api.call(.post, "/v1/points/charges", jwt: jwt, json: #"{"amount": 150}"#).status == 200)
             }
             let tokens = joined
             // Every user tries one of the ten seats at once, through all three instances.
@@ -66,8 +30,8 @@ struct MultiInstanceTests {
                 for user in users {
                     group.addTask {
                         await gate.wait()
-                        let reply = try await servers[user % 3].request("POST", "v1/reservations", token: tokens[user]!.jwt,
-                            queueToken: tokens[user]!.queue, body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(user % 10 + 1)}"#)
+                        let reply = try await servers[user % 3].api.call(.post, "/v1/reservations", jwt: tokens[user]!.jwt,
+                            queueToken: tokens[user]!.queue, json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(user % 10 + 1)}"#)
                         return (user, reply.status, reply.json["id"] as? Int)
                     }
                 }
@@ -87,10 +51,10 @@ struct MultiInstanceTests {
                     for attempt in 0..<3 {
                         group.addTask {
                             await payGate.wait()
-                            return try await servers[(user + attempt) % 3].requestWithHeaders(
-                                "POST", "v1/payments", token: tokens[user]!.jwt, queueToken: tokens[user]!.queue,
-                                headers: attempt < 2 ? ["Idempotency-Key": "pay-\(user)"] : [:],
-                                body: #"{"reservationId": \#(reservation!)}"#).status
+                            return try await servers[(user + attempt) % 3].api.call(
+                                .post, "/v1/payments", jwt: tokens[user]!.jwt, queueToken: tokens[user]!.queue,
+                                idempotencyKey: attempt < 2 ? "pay-\(user)" : nil,
+                                json: #"{"reservationId": \#(reservation!)}"#).status
                         }
                     }
                 }
@@ -100,7 +64,7 @@ struct MultiInstanceTests {
             #expect(payments.allSatisfy { [201, 409, 401].contains($0) }, "\(payments)")
             #expect(try await cluster.database.scalar("SELECT COUNT(*) FROM payments") == 10)
             for (user, _, _) in winners {
-                let balance = try await servers[0].request("GET", "v1/points", token: tokens[user]!.jwt)
+                let balance = try await servers[0].api.call(.get, "/v1/points", jwt: tokens[user]!.jwt)
                 #expect(balance.json["balance"] as? Int == 50, "user \(user) paid once")
             }
             try await expectInvariants(cluster.database)
@@ -122,13 +86,13 @@ struct MultiInstanceTests {
     /// Without Redis each instance caches the list, and an admin write through one drops it on
     /// all (the generation in PostgreSQL), so what one instance writes the others list at once.
     @Test(.enabled(if: serversAreConfigured)) func instancesOnPostgresAloneNeverServeAStaleList() async throws {
-        let cluster = try await startCluster(count: 2, redis: false, environment: [:])
+        let cluster = try await Cluster.start(count: 2, redis: false, environment: [:])
         do {
             let (a, b) = (cluster.instances[0], cluster.instances[1])
-            _ = try await openConcert(on: a, seats: 5, price: 10)
-            #expect((try await b.request("GET", "v1/concerts").json["concerts"] as? [Any])?.count == 1)
-            _ = try await openConcert(on: a, seats: 5, price: 10)
-            #expect((try await b.request("GET", "v1/concerts").json["concerts"] as? [Any])?.count == 2)
+            _ = try await a.api.openConcert(seats: 5, price: 10)
+            #expect((try await b.api.call(.get, "/v1/concerts").json["concerts"] as? [Any])?.count == 1)
+            _ = try await a.api.openConcert(seats: 5, price: 10)
+            #expect((try await b.api.call(.get, "/v1/concerts").json["concerts"] as? [Any])?.count == 2)
         } catch {
             await cluster.stop()
             throw error
@@ -141,19 +105,19 @@ struct MultiInstanceTests {
     /// hold racing a payment never makes the payment fail. With Redis and with PostgreSQL alone.
     @Test(.enabled(if: serversAreConfigured), arguments: [true, false])
     func oneQueueTokenPaysOnceAcrossInstances(redis: Bool) async throws {
-        let cluster = try await startCluster(count: 2, redis: redis, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000",
+        let cluster = try await Cluster.start(count: 2, redis: redis, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000",
                                                                                    "CONCERT_MAX_HOLDS_PER_USER": "10"])
         do {
             let (a, b) = (cluster.instances[0], cluster.instances[1])
-            let (concertId, scheduleId) = try await openConcert(on: a, seats: 60, price: 100)
+            let (concertId, scheduleId) = try await a.api.openConcert(seats: 60, price: 100)
             for attempt in 0..<8 {
-                let jwt = try await token(500 + attempt)
-                let queue = try await a.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt).json["token"] as! String
-                #expect(try await a.request("POST", "v1/points/charges", token: jwt, body: #"{"amount": 1000}"#).status == 200)
+                let jwt = try await JWTTestSigner.token(user: Int64(500 + attempt))
+                let queue = try await a.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt).json["token"] as! String
+                #expect(try await a.api.call(.post, "/v1/points/charges", jwt: jwt, json: #"{"amount": 1000}"#).status == 200)
                 var held: [Int] = []
                 for seat in 0..<3 {
-                    let hold = try await (seat == 0 ? a : b).request("POST", "v1/reservations", token: jwt, queueToken: queue,
-                        body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + seat + 1)}"#)
+                    let hold = try await (seat == 0 ? a : b).api.call(.post, "/v1/reservations", jwt: jwt, queueToken: queue,
+                        json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + seat + 1)}"#)
                     #expect(hold.status == 201)
                     held.append(hold.json["id"] as! Int)
                 }
@@ -165,8 +129,8 @@ struct MultiInstanceTests {
                     for (index, server) in [a, b].enumerated() {
                         group.addTask {
                             await gate.wait()
-                            let reply = try await server.request("POST", "v1/payments", token: jwt, queueToken: queue,
-                                                                 body: #"{"reservationId": \#(reservations[index])}"#)
+                            let reply = try await server.api.call(.post, "/v1/payments", jwt: jwt, queueToken: queue,
+                                                                 json: #"{"reservationId": \#(reservations[index])}"#)
                             return (reply.status, reply.json["code"] as? String)
                         }
                     }
@@ -175,36 +139,36 @@ struct MultiInstanceTests {
                 }
                 #expect(payments.filter { $0.status == 201 }.count == 1, "attempt \(attempt): \(payments)")
                 #expect(payments.filter { $0.status == 401 && $0.code == "QUEUE_TOKEN_INVALID" }.count == 1, "attempt \(attempt): \(payments)")
-                #expect(try await a.request("GET", "v1/points", token: jwt).json["balance"] as? Int == 900, "charged once")
+                #expect(try await a.api.call(.get, "/v1/points", jwt: jwt).json["balance"] as? Int == 900, "charged once")
                 // The refused payment changed nothing: its reservation is still HELD.
                 var statuses: [String?] = []
                 for index in 0..<2 {
-                    statuses.append(try await b.request("GET", "v1/reservations/\(reservations[index])", token: jwt).json["status"] as? String)
+                    statuses.append(try await b.api.call(.get, "/v1/reservations/\(reservations[index])", jwt: jwt).json["status"] as? String)
                 }
                 #expect(statuses.sorted { ($0 ?? "") < ($1 ?? "") } == ["CONFIRMED", "HELD"], "attempt \(attempt): \(statuses)")
                 // The token has ended: the third held seat cannot be paid with it, nor a seat held.
-                let late = try await b.request("POST", "v1/payments", token: jwt, queueToken: queue,
-                                               body: #"{"reservationId": \#(reservations[2])}"#)
+                let late = try await b.api.call(.post, "/v1/payments", jwt: jwt, queueToken: queue,
+                                               json: #"{"reservationId": \#(reservations[2])}"#)
                 #expect(late.status == 401 && late.json["code"] as? String == "QUEUE_TOKEN_INVALID")
-                #expect(try await a.request("POST", "v1/reservations", token: jwt, queueToken: queue,
-                    body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + 5)}"#).status == 401)
+                #expect(try await a.api.call(.post, "/v1/reservations", jwt: jwt, queueToken: queue,
+                    json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + 5)}"#).status == 401)
 
                 // A payment and a hold at the same instant with one new token: the payment goes
                 // through whatever the hold does (a hold does not claim the token; one that passed its
                 // check before the payment's claim is ordered before the payment).
-                let second = try await b.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt).json["token"] as! String
+                let second = try await b.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt).json["token"] as! String
                 let raceGate = StartGate()
                 let (paid, heldStatus) = try await withThrowingTaskGroup(of: (Bool, Int).self) { group in
                     group.addTask {
                         await raceGate.wait()
-                        let reply = try await a.request("POST", "v1/payments", token: jwt, queueToken: second,
-                                                        body: #"{"reservationId": \#(reservations[2])}"#)
+                        let reply = try await a.api.call(.post, "/v1/payments", jwt: jwt, queueToken: second,
+                                                        json: #"{"reservationId": \#(reservations[2])}"#)
                         return (true, reply.status)
                     }
                     group.addTask {
                         await raceGate.wait()
-                        let reply = try await b.request("POST", "v1/reservations", token: jwt, queueToken: second,
-                            body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + 6)}"#)
+                        let reply = try await b.api.call(.post, "/v1/reservations", jwt: jwt, queueToken: second,
+                            json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(attempt * 6 + 6)}"#)
                         return (false, reply.status)
                     }
                     await raceGate.open(whenArrived: 2)
@@ -214,7 +178,7 @@ struct MultiInstanceTests {
                 }
                 #expect(paid == 201, "attempt \(attempt): the payment racing a hold answered \(paid)")
                 #expect([201, 401].contains(heldStatus), "attempt \(attempt): the hold racing a payment answered \(heldStatus)")
-                #expect(try await b.request("GET", "v1/queue/tokens/current", token: jwt, queueToken: second).status == 401)
+                #expect(try await b.api.call(.get, "/v1/queue/tokens/current", jwt: jwt, queueToken: second).status == 401)
             }
             try await expectInvariants(cluster.database)
         } catch {
@@ -229,16 +193,16 @@ struct MultiInstanceTests {
     /// and run out.
     @Test(.enabled(if: serversAreConfigured)) func threeInstancesServeOneFairLineAndKeepTheCap() async throws {
         let maxActive = 5
-        let cluster = try await startCluster(count: 3, environment: [
+        let cluster = try await Cluster.start(count: 3, environment: [
             "CONCERT_QUEUE_MAX_ACTIVE": "\(maxActive)", "CONCERT_QUEUE_ACTIVE_SECONDS": "3", "CONCERT_QUEUE_SWEEP_MS": "100"])
         let redis = try RedisConnectionPool(url: TestServices.redisURL!, connections: 1)
         do {
             let servers = cluster.instances
-            let (concertId, _) = try await openConcert(on: servers[0], seats: 10, price: 100)
-            var line: [(user: Int, jwt: String, queue: String)] = []
+            let (concertId, _) = try await servers[0].api.openConcert(seats: 10, price: 100)
+            var line: [InLine] = []
             for user in 200..<230 {
-                let jwt = try await token(user)
-                let joined = try await servers[user % 3].request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt)
+                let jwt = try await JWTTestSigner.token(user: Int64(user))
+                let joined = try await servers[user % 3].api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
                 let index = line.count
                 #expect(joined.json["status"] as? String == (index < maxActive ? "ACTIVE" : "WAITING"))
                 #expect(joined.json["position"] as? Int == max(0, index - maxActive), "user \(user)")
@@ -256,41 +220,7 @@ struct MultiInstanceTests {
                 }
                 return (samples, most)
             }
-            // Rounds: the ACTIVE ones leave through some instance, everyone still waiting polls
-            // through another; exactly the next `maxActive` in join order must then be ACTIVE.
-            var admitted = 0
-            while admitted + maxActive < line.count {
-                let leaving = line[admitted..<(admitted + maxActive)]
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (offset, entry) in leaving.enumerated() {
-                        group.addTask {
-                            let reply = try await servers[offset % 3].request("DELETE", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
-                            #expect(reply.status == 204)
-                        }
-                    }
-                    try await group.waitForAll()
-                }
-                admitted += maxActive
-                for (offset, entry) in line[admitted...].enumerated() {
-                    let polled = try await servers[(offset + 1) % 3].request("GET", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
-                    #expect(polled.json["status"] as? String == (offset < maxActive ? "ACTIVE" : "WAITING"), "user \(entry.user)")
-                    if offset >= maxActive { #expect(polled.json["position"] as? Int == offset - maxActive) }
-                }
-            }
-            // The last ACTIVE ones are left to run out (3 s); then nobody is ACTIVE.
-            let last = line[admitted...]
-            let deadline = Date().addingTimeInterval(10)
-            var remaining = Array(last)
-            while !remaining.isEmpty, Date() < deadline {
-                try await Task.sleep(for: .milliseconds(200))
-                var still: [(user: Int, jwt: String, queue: String)] = []
-                for entry in remaining {
-                    let polled = try await servers[entry.user % 3].request("GET", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
-                    if polled.status == 200 { still.append(entry) }
-                }
-                remaining = still
-            }
-            #expect(remaining.isEmpty, "ACTIVE tokens did not run out")
+            try await expectOneFairLine(line, maxActive: maxActive, servers: servers)
             sampling.cancel()
             let (samples, most) = await sampling.value
             #expect(samples > 50)
@@ -310,10 +240,10 @@ struct MultiInstanceTests {
     /// bucket per instance, 10 of 40 passed in 0.2 s).
     @Test(.enabled(if: serversAreConfigured)) func thePerUserRateLimitIsSharedAcrossInstances() async throws {
         let limit = 5
-        let cluster = try await startCluster(count: 2, environment: ["CONCERT_RATE_LIMIT_PER_USER": "\(limit)"])
+        let cluster = try await Cluster.start(count: 2, environment: ["CONCERT_RATE_LIMIT_PER_USER": "\(limit)"])
         do {
             let servers = cluster.instances
-            let jwt = try await token(42)
+            let jwt = try await JWTTestSigner.token(user: 42)
             let gate = StartGate()
             let clock = ContinuousClock()
             let started = clock.now
@@ -321,7 +251,7 @@ struct MultiInstanceTests {
                 for attempt in 0..<40 {
                     group.addTask {
                         await gate.wait()
-                        return try await servers[attempt % 2].request("GET", "v1/points", token: jwt).status
+                        return try await servers[attempt % 2].api.call(.get, "/v1/points", jwt: jwt).status
                     }
                 }
                 await gate.open(whenArrived: 40)
@@ -340,21 +270,4 @@ struct MultiInstanceTests {
         }
         await cluster.stop()
     }
-}
-
-/// The invariants `concertd` promises, checked in SQL.
-func expectInvariants(_ database: TestDatabase) async throws {
-    #expect(try await database.scalar("""
-        SELECT COUNT(*) FROM (SELECT schedule_id, seat_number FROM reservations
-          WHERE status IN ('HELD', 'CONFIRMED') GROUP BY schedule_id, seat_number HAVING COUNT(*) > 1) AS doubled
-        """) == 0, "a seat has two live reservations")
-    #expect(try await database.scalar("""
-        SELECT COUNT(*) FROM reservations r WHERE r.status = 'CONFIRMED'
-          AND (SELECT COUNT(*) FROM payments p WHERE p.reservation_id = r.id) <> 1
-        """) == 0, "a sold seat without exactly one payment")
-    #expect(try await database.scalar("""
-        SELECT COUNT(*) FROM users u
-        WHERE u.balance <> COALESCE((SELECT SUM(e.amount) FROM point_entries e WHERE e.user_id = u.id), 0)
-        """) == 0, "a balance differs from the sum of its history")
-    #expect(try await database.scalar("SELECT COUNT(*) FROM users WHERE balance < 0") == 0)
 }

@@ -78,15 +78,14 @@ struct OperationsAndAuthTests {
                 let reply = try await api.call(.get, "/v1/points", headers: [.authorization: header])
                 #expect(reply.status == 401 && reply.code == "UNAUTHENTICATED", "\(header.prefix(20))")
             }
-            let other = try await ConcertService.token(secret: "another-secret-0123456789-abcdefghij", userId: 5, admin: false, ttlSeconds: 600)
+            let other = try await JWTTestSigner.token(user: 5, secret: "another-secret-0123456789-abcdefghij")
             #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(other)"]).status == 401)
-            let expired = try await ConcertService.token(secret: testSecret, userId: 5, admin: false, ttlSeconds: -10)
+            let expired = try await JWTTestSigner.token(user: 5, ttl: -10)
             #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(expired)"]).status == 401)
             // alg "none" with the payload of a valid token.
             let valid = try await api.token(user: 5)
             let parts = valid.split(separator: ".")
-            let none = Data(#"{"alg":"none","typ":"JWT"}"#.utf8).base64EncodedString()
-                .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            let none = JWTTestSigner.base64URL(Data(#"{"alg":"none","typ":"JWT"}"#.utf8))
             #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(none).\(parts[1])."]).status == 401)
             #expect(try await api.call(.get, "/v1/points", user: 5).status == 200)
         }
@@ -95,11 +94,11 @@ struct OperationsAndAuthTests {
     @Test func subjectMustBeAPositiveDecimalUserId() async throws {
         try await withAPI { api in
             for sub in ["abc", "0", "-3", "007", "1.5"] {
-                let token = try await HS256.sign(payload: #"{"sub":"\#(sub)","exp":\#(Int(Date().timeIntervalSince1970) + 600)}"#, secret: testSecret)
+                let token = try await JWTTestSigner.sign(payload: #"{"sub":"\#(sub)","exp":\#(Int(Date().timeIntervalSince1970) + 600)}"#, secret: testSecret)
                 let reply = try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(token)"])
                 #expect(reply.status == 401, "sub \(sub)")
             }
-            let noExp = try await HS256.sign(payload: #"{"sub":"5"}"#, secret: testSecret)
+            let noExp = try await JWTTestSigner.sign(payload: #"{"sub":"5"}"#, secret: testSecret)
             #expect(try await api.call(.get, "/v1/points", headers: [.authorization: "Bearer \(noExp)"]).status == 401)
         }
     }
@@ -164,7 +163,7 @@ struct OperationsAndAuthTests {
             let reply = try await api.call(.post, "/dev/token", json: #"{"userId": 5, "admin": true}"#)
             #expect(reply.status == 200)
             let token = try #require(reply.string("token"))
-            let body = #"{"title":"T","artist":"A","venue":"V","bookingOpensAt":"2026-01-01T00:00:00Z","bookingClosesAt":"2027-01-01T00:00:00Z"}"#
+            let body = Fixture.concert(opensAt: "2026-01-01T00:00:00Z", closesAt: "2027-01-01T00:00:00Z")
             let created = try await api.call(.post, "/v1/admin/concerts", headers: [.authorization: "Bearer \(token)"], json: body)
             #expect(created.status == 201)
             #expect(try await api.call(.post, "/dev/token", json: #"{"userId": 0}"#).code == "VALIDATION_FAILED")
@@ -173,20 +172,13 @@ struct OperationsAndAuthTests {
 
     @Test func adminRoutesNeedTheAdminRole() async throws {
         try await withAPI { api in
-            let body = #"{"title":"T","artist":"A","venue":"V","bookingOpensAt":"2026-01-01T00:00:00Z","bookingClosesAt":"2027-01-01T00:00:00Z"}"#
+            let body = Fixture.concert(opensAt: "2026-01-01T00:00:00Z", closesAt: "2027-01-01T00:00:00Z")
             let reply = try await api.call(.post, "/v1/admin/concerts", user: 5, json: body)
             #expect(reply.status == 403 && reply.code == "FORBIDDEN")
             #expect(try await api.call(.post, "/v1/admin/concerts", json: body).status == 401)
             let list = try await api.call(.get, "/v1/concerts")
             #expect(list.array("concerts").isEmpty, "a refused request created something")
         }
-    }
-}
-
-/// Signs arbitrary JSON payloads, to test claims that `concertd token` would never produce.
-enum HS256 {
-    static func sign(payload: String, secret: String) async throws -> String {
-        try await JWTTestSigner.sign(payload: payload, secret: secret)
     }
 }
 

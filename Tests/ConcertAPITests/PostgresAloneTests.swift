@@ -9,47 +9,26 @@ let postgresIsConfigured = TestServices.postgresURL != nil || TestServices.requi
 
 @Suite("Several instances on PostgreSQL alone", .serialized)
 struct PostgresAloneTests {
-    private let helpers = MultiInstanceTests()
-
-    private func startCluster(count: Int, environment extra: [String: String]) async throws -> MultiInstanceTests.Cluster {
-        guard let admin = TestServices.postgresURL else {
-            throw MissingTestService(description: "scripts/test provides CONCERT_TEST_POSTGRES_URL")
-        }
-        let database = try await TestDatabase.create(adminURL: admin)
-        var environment = ["CONCERT_JWT_SECRET": testSecret, "CONCERT_DATABASE_URL": database.url]
-        for (key, value) in extra { environment[key] = value }
-        var instances: [ConcertdProcess] = []
-        do {
-            let migrated = try await runConcertd(["migrate"], environment: environment)
-            #expect(migrated.status == 0, "\(migrated.stderr)")
-            for _ in 0..<count { instances.append(try await ConcertdProcess(arguments: [], environment: environment)) }
-        } catch {
-            await MultiInstanceTests.Cluster(database: database, instances: instances, prefix: "").stop()
-            throw error
-        }
-        return MultiInstanceTests.Cluster(database: database, instances: instances, prefix: "")
-    }
-
     /// A token issued by one instance is honoured by every other: 60 users join through one
     /// instance, hold through another and pay through all three. No 401 for a live token, ten
     /// seats sold once each, each paid once.
     @Test(.enabled(if: postgresIsConfigured)) func holdsAndPaymentsThroughRandomInstancesNeverSeeA401OrDoubleCharge() async throws {
-        let cluster = try await startCluster(count: 3, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
+        let cluster = try await Cluster.start(count: 3, redis: false, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1000"])
         do {
             let servers = cluster.instances
-            let (concertId, scheduleId) = try await helpers.openConcert(on: servers[0], seats: 10, price: 100)
+            let (concertId, scheduleId) = try await servers[0].api.openConcert(seats: 10, price: 100)
             let users = Array(100..<160)
             var joined: [Int: (jwt: String, queue: String)] = [:]
             for user in users {
-                let jwt = try await helpers.token(user)
-                let reply = try await servers[Int.random(in: 0..<3)].request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt)
+                let jwt = try await JWTTestSigner.token(user: Int64(user))
+                let reply = try await servers[Int.random(in: 0..<3)].api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
                 #expect(reply.json["status"] as? String == "ACTIVE")
                 joined[user] = (jwt, reply.json["token"] as! String)
-                #expect(try await servers[Int.random(in: 0..<3)].request("POST", "v1/points/charges", token: jwt,
-                                                                          body: #"{"amount": 150}"#).status == 200)
+                #expect(try await servers[Int.random(in: 0..<3)].api.call(.post, "/v1/points/charges", jwt: jwt,
+                                                                          json: #"{"amount": 150}"#).status == 200)
                 // The token is known everywhere at once.
                 for server in servers {
-                    let polled = try await server.request("GET", "v1/queue/tokens/current", token: jwt, queueToken: joined[user]!.queue)
+                    let polled = try await server.api.call(.get, "/v1/queue/tokens/current", jwt: jwt, queueToken: joined[user]!.queue)
                     #expect(polled.status == 200 && polled.json["status"] as? String == "ACTIVE", "user \(user)")
                 }
             }
@@ -59,8 +38,8 @@ struct PostgresAloneTests {
                 for user in users {
                     group.addTask {
                         await gate.wait()
-                        let reply = try await servers[Int.random(in: 0..<3)].request("POST", "v1/reservations", token: tokens[user]!.jwt,
-                            queueToken: tokens[user]!.queue, body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(user % 10 + 1)}"#)
+                        let reply = try await servers[Int.random(in: 0..<3)].api.call(.post, "/v1/reservations", jwt: tokens[user]!.jwt,
+                            queueToken: tokens[user]!.queue, json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(user % 10 + 1)}"#)
                         return (user, reply.status, reply.json["id"] as? Int)
                     }
                 }
@@ -81,10 +60,10 @@ struct PostgresAloneTests {
                     for attempt in 0..<3 {
                         group.addTask {
                             await payGate.wait()
-                            return try await servers[Int.random(in: 0..<3)].requestWithHeaders(
-                                "POST", "v1/payments", token: tokens[user]!.jwt, queueToken: tokens[user]!.queue,
-                                headers: attempt < 2 ? ["Idempotency-Key": "pay-\(user)"] : [:],
-                                body: #"{"reservationId": \#(reservation!)}"#).status
+                            return try await servers[Int.random(in: 0..<3)].api.call(
+                                .post, "/v1/payments", jwt: tokens[user]!.jwt, queueToken: tokens[user]!.queue,
+                                idempotencyKey: attempt < 2 ? "pay-\(user)" : nil,
+                                json: #"{"reservationId": \#(reservation!)}"#).status
                         }
                     }
                 }
@@ -95,7 +74,7 @@ struct PostgresAloneTests {
             #expect(payments.filter { $0 == 201 }.count >= 10)
             #expect(try await cluster.database.scalar("SELECT COUNT(*) FROM payments") == 10)
             for (user, _, _) in winners {
-                let balance = try await servers[Int.random(in: 0..<3)].request("GET", "v1/points", token: tokens[user]!.jwt)
+                let balance = try await servers[Int.random(in: 0..<3)].api.call(.get, "/v1/points", jwt: tokens[user]!.jwt)
                 #expect(balance.json["balance"] as? Int == 50, "user \(user) paid once")
             }
             try await expectInvariants(cluster.database)
@@ -114,11 +93,11 @@ struct PostgresAloneTests {
     /// the database while users join, leave and run out).
     @Test(.enabled(if: postgresIsConfigured)) func threeInstancesServeOneFairLineAndKeepTheCap() async throws {
         let maxActive = 5
-        let cluster = try await startCluster(count: 3, environment: [
+        let cluster = try await Cluster.start(count: 3, redis: false, environment: [
             "CONCERT_QUEUE_MAX_ACTIVE": "\(maxActive)", "CONCERT_QUEUE_ACTIVE_SECONDS": "3", "CONCERT_QUEUE_SWEEP_MS": "100"])
         do {
             let servers = cluster.instances
-            let (concertId, _) = try await helpers.openConcert(on: servers[0], seats: 10, price: 100)
+            let (concertId, _) = try await servers[0].api.openConcert(seats: 10, price: 100)
             let database = cluster.database
             let sampling = Task { () -> (samples: Int, most: Int) in
                 var samples = 0, most = 0
@@ -132,49 +111,16 @@ struct PostgresAloneTests {
                 }
                 return (samples, most)
             }
-            var line: [(user: Int, jwt: String, queue: String)] = []
+            var line: [InLine] = []
             for user in 200..<230 {
-                let jwt = try await helpers.token(user)
-                let joined = try await servers[user % 3].request("POST", "v1/concerts/\(concertId)/queue/tokens", token: jwt)
+                let jwt = try await JWTTestSigner.token(user: Int64(user))
+                let joined = try await servers[user % 3].api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
                 let index = line.count
                 #expect(joined.json["status"] as? String == (index < maxActive ? "ACTIVE" : "WAITING"))
                 #expect(joined.json["position"] as? Int == max(0, index - maxActive), "user \(user)")
                 line.append((user, jwt, joined.json["token"] as! String))
             }
-            // Rounds: the ACTIVE ones leave through some instance, everyone still waiting polls
-            // through another; exactly the next `maxActive` in join order must then be ACTIVE.
-            var admitted = 0
-            while admitted + maxActive < line.count {
-                let leaving = line[admitted..<(admitted + maxActive)]
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for (offset, entry) in leaving.enumerated() {
-                        group.addTask {
-                            let reply = try await servers[offset % 3].request("DELETE", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
-                            #expect(reply.status == 204)
-                        }
-                    }
-                    try await group.waitForAll()
-                }
-                admitted += maxActive
-                for (offset, entry) in line[admitted...].enumerated() {
-                    let polled = try await servers[(offset + 1) % 3].request("GET", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
-                    #expect(polled.json["status"] as? String == (offset < maxActive ? "ACTIVE" : "WAITING"), "user \(entry.user)")
-                    if offset >= maxActive { #expect(polled.json["position"] as? Int == offset - maxActive) }
-                }
-            }
-            // The last ACTIVE ones are left to run out (3 s); then nobody is ACTIVE.
-            let deadline = Date().addingTimeInterval(10)
-            var remaining = Array(line[admitted...])
-            while !remaining.isEmpty, Date() < deadline {
-                try await Task.sleep(for: .milliseconds(200))
-                var still: [(user: Int, jwt: String, queue: String)] = []
-                for entry in remaining {
-                    let polled = try await servers[entry.user % 3].request("GET", "v1/queue/tokens/current", token: entry.jwt, queueToken: entry.queue)
-                    if polled.status == 200 { still.append(entry) }
-                }
-                remaining = still
-            }
-            #expect(remaining.isEmpty, "ACTIVE tokens did not run out")
+            try await expectOneFairLine(line, maxActive: maxActive, servers: servers)
             sampling.cancel()
             let (samples, most) = await sampling.value
             #expect(samples > 50)
@@ -191,13 +137,13 @@ struct PostgresAloneTests {
     /// A slot freed by expiry reaches the head with nobody polling in between: the sweepers,
     /// running on all three instances at once, admit it (once).
     @Test(.enabled(if: postgresIsConfigured)) func aFreedSlotIsFilledBySweepersWithoutAnyPoll() async throws {
-        let cluster = try await startCluster(count: 3, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1"])
+        let cluster = try await Cluster.start(count: 3, redis: false, environment: ["CONCERT_QUEUE_MAX_ACTIVE": "1"])
         do {
             let servers = cluster.instances
-            let (concertId, _) = try await helpers.openConcert(on: servers[0], seats: 10, price: 100)
-            let first = try await helpers.token(300), second = try await helpers.token(301)
-            let a = try await servers[0].request("POST", "v1/concerts/\(concertId)/queue/tokens", token: first)
-            let b = try await servers[1].request("POST", "v1/concerts/\(concertId)/queue/tokens", token: second)
+            let (concertId, _) = try await servers[0].api.openConcert(seats: 10, price: 100)
+            let first = try await JWTTestSigner.token(user: 300), second = try await JWTTestSigner.token(user: 301)
+            let a = try await servers[0].api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: first)
+            let b = try await servers[1].api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: second)
             #expect(b.json["status"] as? String == "WAITING")
             // The ACTIVE token runs out (its time moved into the past); no request follows, so
             // only a sweep can admit the next one.
@@ -219,7 +165,7 @@ struct PostgresAloneTests {
             // Only that it happens: how fast is the sweep interval's business (250 ms), and a
             // loaded test machine must not make this test fail.
             #expect(admittedAfter != nil, "the head was never admitted")
-            let polled = try await servers[2].request("GET", "v1/queue/tokens/current", token: second, queueToken: b.json["token"] as? String)
+            let polled = try await servers[2].api.call(.get, "/v1/queue/tokens/current", jwt: second, queueToken: b.json["token"] as? String)
             #expect(polled.json["status"] as? String == "ACTIVE")
         } catch {
             await cluster.stop()

@@ -18,9 +18,9 @@ struct ProcessTests {
         let server = try await ConcertdProcess(arguments: ["--database-url", "sqlite::memory:"],
                                                environment: ["CONCERT_JWT_SECRET": testSecret, "CONCERT_QUEUE_MAX_ACTIVE": "1"])
         do {
-            let (concertId, _) = try await createOpenConcert(through: server.baseURL, seats: 5, price: 10)
+            let (concertId, _) = try await server.api.openConcert(seats: 5, price: 10)
             for user in 11...13 {
-                let joined = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: try await testToken(user: Int64(user)))
+                let joined = try await server.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: try await JWTTestSigner.token(user: Int64(user)))
                 #expect(joined.status == 201)
             }
             let expected = [#"concertd_queue_active{concert="\#(concertId)"} 1"#, #"concertd_queue_waiting{concert="\#(concertId)"} 2"#,
@@ -29,7 +29,7 @@ struct ProcessTests {
             let deadline = ContinuousClock.now + .seconds(10)
             var text = ""
             repeat {
-                text = String(decoding: await HTTPClient().send(server.baseURL, "GET", "metrics").body, as: UTF8.self)
+                text = await HTTPClient().send(server.baseURL, .get, "/metrics").text
                 if expected.allSatisfy({ text.contains($0) }) { break }
                 try await Task.sleep(for: .milliseconds(200))
             } while ContinuousClock.now < deadline
@@ -45,21 +45,21 @@ struct ProcessTests {
         let path = temporarySQLitePath()
         let server = try await ConcertdProcess(arguments: ["--dev", "--database-url", "sqlite:" + path])
         let token = try await runConcertd(["token", "--user", "42"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        let concerts = try await server.request("GET", "v1/concerts")
+        let concerts = try await server.api.call(.get, "/v1/concerts")
         #expect(concerts.status == 200)
         let first = (concerts.json["concerts"] as? [[String: Any]])?.first
         let concertId = try #require(first?["id"] as? Int)
-        let queue = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: token)
+        let queue = try await server.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: token)
         #expect(queue.status == 201)
         let queueToken = try #require(queue.json["token"] as? String)
-        let schedules = try await server.request("GET", "v1/concerts/\(concertId)/schedules", token: token, queueToken: queueToken)
+        let schedules = try await server.api.call(.get, "/v1/concerts/\(concertId)/schedules", jwt: token, queueToken: queueToken)
         let scheduleId = try #require((schedules.json["schedules"] as? [[String: Any]])?.first?["id"] as? Int)
-        let hold = try await server.request("POST", "v1/reservations", token: token, queueToken: queueToken,
-                                            body: #"{"scheduleId": \#(scheduleId), "seatNumber": 7}"#)
+        let hold = try await server.api.call(.post, "/v1/reservations", jwt: token, queueToken: queueToken,
+                                            json: #"{"scheduleId": \#(scheduleId), "seatNumber": 7}"#)
         #expect(hold.status == 201)
-        #expect(try await server.request("POST", "v1/points/charges", token: token, body: #"{"amount": 1000000}"#).status == 200)
-        let paid = try await server.request("POST", "v1/payments", token: token, queueToken: queueToken,
-                                            body: #"{"reservationId": \#(hold.json["id"] as! Int)}"#)
+        #expect(try await server.api.call(.post, "/v1/points/charges", jwt: token, json: #"{"amount": 1000000}"#).status == 200)
+        let paid = try await server.api.call(.post, "/v1/payments", jwt: token, queueToken: queueToken,
+                                            json: #"{"reservationId": \#(hold.json["id"] as! Int)}"#)
         #expect(paid.status == 201)
         #expect(paid.json["status"] as? String == "PAID")
         #expect(await server.stop() == 0, "SIGTERM is a graceful shutdown")
@@ -71,7 +71,7 @@ struct ProcessTests {
     /// A body sent in chunks (no Content-Length) is cut off at 64 KiB while it is read.
     @Test func aChunkedBodyOver64KiBIs413() async throws {
         let server = try await ConcertdProcess(arguments: ["--dev", "--database-url", "sqlite::memory:"])
-        let token = try await ConcertService.token(secret: AppConfig.devJWTSecret, userId: 3, admin: false, ttlSeconds: 600)
+        let token = try await JWTTestSigner.token(user: 3, secret: AppConfig.devJWTSecret)
         var request = URLRequest(url: server.baseURL.appendingPathComponent("v1/points/charges"))
         request.httpMethod = "POST"
         request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
@@ -129,9 +129,9 @@ struct ProcessTests {
         let claims = AuthenticatorTests.claims(user: 31)
         let oldToken = try old.token(.es256, kid: "2026-01", payload: claims)
         let newToken = try new.token(.eddsa, kid: "2026-02", payload: claims)
-        let hs256 = try await ConcertService.token(secret: testSecret, userId: 32, admin: false, ttlSeconds: 600)
-        #expect(try await server.request("GET", "v1/points", token: oldToken).status == 200)
-        #expect(try await server.request("GET", "v1/points", token: newToken).status == 401)
+        let hs256 = try await JWTTestSigner.token(user: 32)
+        #expect(try await server.api.call(.get, "/v1/points", jwt: oldToken).status == 200)
+        #expect(try await server.api.call(.get, "/v1/points", jwt: newToken).status == 401)
 
         // Requests with the shared secret's token run the whole time; none may fail. The loop is
         // stopped with a flag, not by cancelling the task: cancelling a URLSession request as it
@@ -141,7 +141,7 @@ struct ProcessTests {
         let steady = Task {
             var statuses: [Int] = []
             while !stopSteady.isSet {
-                let status = (try? await server.request("GET", "v1/points", token: hs256).status) ?? -1
+                let status = (try? await server.api.call(.get, "/v1/points", jwt: hs256).status) ?? -1
                 statuses.append(status)
             }
             return statuses
@@ -151,19 +151,19 @@ struct ProcessTests {
         let deadline = Date().addingTimeInterval(10)
         var rotated = false
         while !rotated, Date() < deadline {
-            rotated = try await server.request("GET", "v1/points", token: newToken).status == 200
+            rotated = try await server.api.call(.get, "/v1/points", jwt: newToken).status == 200
             if !rotated { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(rotated, "the new key is accepted after SIGHUP")
-        #expect(try await server.request("GET", "v1/points", token: oldToken).status == 401, "the removed key is refused")
+        #expect(try await server.api.call(.get, "/v1/points", jwt: oldToken).status == 401, "the removed key is refused")
 
         // A broken file: the reload fails and the keys stay as they were.
         try Data("{broken".utf8).write(to: URL(fileURLWithPath: path))
         #expect(kill(server.process.processIdentifier, SIGHUP) == 0)
         try await Task.sleep(for: .milliseconds(300))
         #expect(server.process.isRunning)
-        #expect(try await server.request("GET", "v1/points", token: newToken).status == 200)
-        #expect(try await server.request("GET", "v1/points", token: oldToken).status == 401)
+        #expect(try await server.api.call(.get, "/v1/points", jwt: newToken).status == 200)
+        #expect(try await server.api.call(.get, "/v1/points", jwt: oldToken).status == 401)
 
         stopSteady.set()
         let statuses = await steady.value
@@ -194,15 +194,15 @@ struct ProcessTests {
     @Test func flagsOverrideTheEnvironment() async throws {
         let server = try await ConcertdProcess(arguments: ["--dev", "--database-url", "sqlite::memory:", "--hold-seconds", "42"],
                                                environment: ["CONCERT_HOLD_SECONDS": "300"])
-        let token = try await ConcertService.token(secret: AppConfig.devJWTSecret, userId: 3, admin: false, ttlSeconds: 600)
-        let concerts = try await server.request("GET", "v1/concerts")
+        let token = try await JWTTestSigner.token(user: 3, secret: AppConfig.devJWTSecret)
+        let concerts = try await server.api.call(.get, "/v1/concerts")
         let concertId = try #require((concerts.json["concerts"] as? [[String: Any]])?.first?["id"] as? Int)
-        let queue = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: token)
+        let queue = try await server.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: token)
         let queueToken = try #require(queue.json["token"] as? String)
-        let schedules = try await server.request("GET", "v1/concerts/\(concertId)/schedules", token: token, queueToken: queueToken)
+        let schedules = try await server.api.call(.get, "/v1/concerts/\(concertId)/schedules", jwt: token, queueToken: queueToken)
         let scheduleId = try #require((schedules.json["schedules"] as? [[String: Any]])?.first?["id"] as? Int)
-        let hold = try await server.request("POST", "v1/reservations", token: token, queueToken: queueToken,
-                                            body: #"{"scheduleId": \#(scheduleId), "seatNumber": 1}"#)
+        let hold = try await server.api.call(.post, "/v1/reservations", jwt: token, queueToken: queueToken,
+                                            json: #"{"scheduleId": \#(scheduleId), "seatNumber": 1}"#)
         let created = try #require(RFC3339.parse(hold.json["createdAt"] as? String ?? ""))
         let until = try #require(RFC3339.parse(hold.json["heldUntil"] as? String ?? ""))
         #expect(until.milliseconds - created.milliseconds == 42_000)
@@ -236,20 +236,18 @@ struct ProcessTests {
         _ = try await runConcertd(["migrate", "--database-url", "sqlite:" + path])
         let a = try await ConcertdProcess(arguments: ["--database-url", "sqlite:" + path], environment: env)
         let b = try await ConcertdProcess(arguments: ["--database-url", "sqlite:" + path], environment: env)
-        let admin = try await ConcertService.token(secret: testSecret, userId: 1, admin: true, ttlSeconds: 600)
-        let concert = try await a.request("POST", "v1/admin/concerts", token: admin, body: """
-            {"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "2020-01-01T00:00:00Z", "bookingClosesAt": "2099-01-01T00:00:00Z"}
-            """)
+        let admin = try await JWTTestSigner.token(user: 1, admin: true)
+        let concert = try await a.api.call(.post, "/v1/admin/concerts", jwt: admin, json: Fixture.concert(opensAt: "2020-01-01T00:00:00Z", closesAt: "2099-01-01T00:00:00Z"))
         let concertId = try #require(concert.json["id"] as? Int)
-        let schedule = try await b.request("POST", "v1/admin/concerts/\(concertId)/schedules", token: admin,
-                                           body: #"{"startsAt": "2098-01-01T00:00:00Z", "price": 10, "seatCount": 5}"#)
+        let schedule = try await b.api.call(.post, "/v1/admin/concerts/\(concertId)/schedules", jwt: admin,
+                                           json: Fixture.schedule(startsAt: "2098-01-01T00:00:00Z", price: 10, seats: 5))
         let scheduleId = try #require(schedule.json["id"] as? Int)
         // Each process has its own in-process waiting room: users join on the process they use.
         var users: [(server: ConcertdProcess, token: String, queue: String)] = []
         for user in 100..<160 {
             let server = user % 2 == 0 ? a : b
-            let token = try await ConcertService.token(secret: testSecret, userId: Int64(user), admin: false, ttlSeconds: 600)
-            let queue = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: token)
+            let token = try await JWTTestSigner.token(user: Int64(user))
+            let queue = try await server.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: token)
             users.append((server, token, queue.json["token"] as! String))
         }
         let gate = StartGate()
@@ -257,8 +255,8 @@ struct ProcessTests {
             for (server, token, queue) in users {
                 group.addTask {
                     await gate.wait()
-                    return try await server.request("POST", "v1/reservations", token: token, queueToken: queue,
-                                                    body: #"{"scheduleId": \#(scheduleId), "seatNumber": 3}"#).status
+                    return try await server.api.call(.post, "/v1/reservations", jwt: token, queueToken: queue,
+                                                    json: #"{"scheduleId": \#(scheduleId), "seatNumber": 3}"#).status
                 }
             }
             await gate.open(whenArrived: users.count)

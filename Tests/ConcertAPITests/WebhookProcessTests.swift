@@ -38,28 +38,21 @@ struct WebhookProcessTests {
 
     /// Creates an open schedule through `server` and holds `count` seats as different users.
     func holdSeats(_ count: Int, through servers: [ConcertdProcess]) async throws {
-        let admin = try await ConcertService.token(secret: testSecret, userId: 1, admin: true, ttlSeconds: 600)
-        let concert = try await servers[0].request("POST", "v1/admin/concerts", token: admin, body: """
-            {"title": "T", "artist": "A", "venue": "V", "bookingOpensAt": "2020-01-01T00:00:00Z", "bookingClosesAt": "2099-01-01T00:00:00Z"}
-            """)
-        let concertId = try #require(concert.json["id"] as? Int)
-        let schedule = try await servers[0].request("POST", "v1/admin/concerts/\(concertId)/schedules", token: admin,
-                                                    body: #"{"startsAt": "2098-01-01T00:00:00Z", "price": 10, "seatCount": 100}"#)
-        let scheduleId = try #require(schedule.json["id"] as? Int)
+        let (concertId, scheduleId) = try await servers[0].api.openConcert(seats: 100, price: 10)
         for seat in 1...count {
             let server = servers[seat % servers.count]
-            let token = try await ConcertService.token(secret: testSecret, userId: Int64(100 + seat), admin: false, ttlSeconds: 600)
-            let queue = try await server.request("POST", "v1/concerts/\(concertId)/queue/tokens", token: token)
-            let hold = try await server.request("POST", "v1/reservations", token: token, queueToken: queue.json["token"] as? String,
-                                                body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(seat)}"#)
+            let token = try await JWTTestSigner.token(user: Int64(100 + seat))
+            let queue = try await server.api.call(.post, "/v1/concerts/\(concertId)/queue/tokens", jwt: token)
+            let hold = try await server.api.call(.post, "/v1/reservations", jwt: token, queueToken: queue.json["token"] as? String,
+                                                json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(seat)}"#)
             #expect(hold.status == 201, "\(hold.json)")
         }
     }
 
     func register(_ receiver: WebhookReceiver, on server: ConcertdProcess) async throws {
-        let admin = try await ConcertService.token(secret: testSecret, userId: 1, admin: true, ttlSeconds: 600)
-        let reply = try await server.request("POST", "v1/admin/webhooks", token: admin,
-                                             body: #"{"url": "\#(receiver.url)", "events": ["reservation.held"]}"#)
+        let admin = try await JWTTestSigner.token(user: 1, admin: true)
+        let reply = try await server.api.call(.post, "/v1/admin/webhooks", jwt: admin,
+                                             json: #"{"url": "\#(receiver.url)", "events": ["reservation.held"]}"#)
         #expect(reply.status == 201, "\(reply.json)")
     }
 

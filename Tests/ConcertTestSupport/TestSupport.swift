@@ -20,6 +20,12 @@ public enum TestServices {
         return logger
     }()
 
+    /// A Redis key prefix no other test uses (`label` in it when given), so tests can share one
+    /// Redis and run in parallel.
+    public static func uniqueKeyPrefix(_ label: String? = nil) -> String {
+        "test:\(label.map { $0 + ":" } ?? "")\(String(UInt64.random(in: .min ... .max), radix: 16)):"
+    }
+
     private static func environment(_ name: String) -> String? {
         guard let value = ProcessInfo.processInfo.environment[name], !value.isEmpty else { return nil }
         return value

@@ -2,15 +2,15 @@ import ConcertTestSupport
 import RESPClient
 import Testing
 
-@Test(.enabled(if: TestEnvironment.servicesRequired, "only when CONCERT_TEST_REQUIRE_SERVICES=1"))
+@Test(.enabled(if: TestServices.required, "only when CONCERT_TEST_REQUIRE_SERVICES=1"))
 func redisIsConfiguredWhenRequired() {
-    #expect(TestEnvironment.redisURL != nil, "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_REDIS_URL is not set")
+    #expect(TestServices.redisURL != nil, "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_REDIS_URL is not set")
 }
 
 /// Runs `body` with a pool on the test Redis and closes the pool afterwards, even on failure.
 private func withPool(connections: Int = 2, commandTimeout: Duration = .seconds(2),
                       _ body: (RedisConnectionPool) async throws -> Void) async throws {
-    let pool = try RedisConnectionPool(url: try #require(TestEnvironment.redisURL), connections: connections,
+    let pool = try RedisConnectionPool(url: try #require(TestServices.redisURL), connections: connections,
                                        commandTimeout: commandTimeout)
     do {
         try await body(pool)
@@ -21,11 +21,11 @@ private func withPool(connections: Int = 2, commandTimeout: Duration = .seconds(
     }
 }
 
-@Suite("Redis connection pool against a real Redis", .enabled(if: TestEnvironment.redisURL != nil, "CONCERT_TEST_REDIS_URL is not set"))
+@Suite("Redis connection pool against a real Redis", .enabled(if: TestServices.redisURL != nil, "CONCERT_TEST_REDIS_URL is not set"))
 struct RedisConnectionPoolTests {
     @Test func repliesOfEveryKind() async throws {
         try await withPool { pool async throws in
-            let key = TestEnvironment.uniqueKeyPrefix("kinds") + "k"
+            let key = TestServices.uniqueKeyPrefix("kinds") + "k"
             #expect(try await pool.send("PING") == .simpleString("PONG"))
             let binary = (0...255).map { UInt8($0) }
             #expect(try await pool.send("SET", RESPArgument(key), RESPArgument(bytes: binary)) == .simpleString("OK"))
@@ -40,7 +40,7 @@ struct RedisConnectionPoolTests {
 
     @Test func errorRepliesAreThrownAndTheConnectionStaysUsable() async throws {
         try await withPool(connections: 1) { pool in
-            let key = TestEnvironment.uniqueKeyPrefix("errors") + "k"
+            let key = TestServices.uniqueKeyPrefix("errors") + "k"
             _ = try await pool.send("SET", RESPArgument(key), "text")
             await #expect(throws: RedisServerError.self) { _ = try await pool.send("INCR", RESPArgument(key)) }
             do {
@@ -55,7 +55,7 @@ struct RedisConnectionPoolTests {
 
     @Test func manyConcurrentCommandsPipelineOnOneConnection() async throws {
         try await withPool(connections: 1) { pool in
-            let key = TestEnvironment.uniqueKeyPrefix("pipeline") + "counters"
+            let key = TestServices.uniqueKeyPrefix("pipeline") + "counters"
             // Every command names its own reply, so a reply matched with the wrong command shows.
             let replies = try await withThrowingTaskGroup(of: (Int, RESPValue).self) { group in
                 for index in 0..<2000 {
@@ -90,7 +90,7 @@ struct RedisConnectionPoolTests {
 
     /// Kills exactly these connections (not other tests' ones) from a separate connection.
     private func kill(_ ids: Set<Int64>) async throws {
-        let killer = try RedisConnectionPool(url: try #require(TestEnvironment.redisURL), connections: 1)
+        let killer = try RedisConnectionPool(url: try #require(TestServices.redisURL), connections: 1)
         for id in ids { #expect(try await killer.send("CLIENT", "KILL", "ID", RESPArgument(id)) == .integer(1)) }
         await killer.close()
     }
@@ -153,7 +153,7 @@ struct RedisConnectionPoolTests {
     }
 
     @Test func aClosedPoolRefusesCommands() async throws {
-        let pool = try RedisConnectionPool(url: try #require(TestEnvironment.redisURL), connections: 1)
+        let pool = try RedisConnectionPool(url: try #require(TestServices.redisURL), connections: 1)
         _ = try await pool.send("PING")
         await pool.close()
         do {
@@ -165,11 +165,11 @@ struct RedisConnectionPoolTests {
     }
 
     @Test func selectsTheDatabaseInTheURL() async throws {
-        let base = try RedisURL(parsing: try #require(TestEnvironment.redisURL))
+        let base = try RedisURL(parsing: try #require(TestServices.redisURL))
         var url = base
         url.database = 3
         let pool = RedisConnectionPool(url: url, connections: 1)
-        let key = TestEnvironment.uniqueKeyPrefix("select") + "k"
+        let key = TestServices.uniqueKeyPrefix("select") + "k"
         _ = try await pool.send("SET", RESPArgument(key), "in-3")
         let other = RedisConnectionPool(url: base, connections: 1)
         #expect(try await other.send("GET", RESPArgument(key)) == .null)

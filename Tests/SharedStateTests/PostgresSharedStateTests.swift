@@ -12,21 +12,9 @@ private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
 struct PostgresSharedStateTests {
     /// Two stores (two pools) on one fresh database, for as long as `body` runs.
     private func withTwoInstances(_ body: (PostgresConcertStore, PostgresConcertStore) async throws -> Void) async throws {
-        let adminURL = try #require(TestServices.postgresURL)
-        let (first, close) = try await PostgresTestStore.start(adminURL: adminURL)
+        let (first, second, close) = try await PostgresTestStore.startTwoInstances(adminURL: try #require(TestServices.postgresURL))
         do {
-            let url = TestDatabase(admin: first.url, name: first.url.database).url
-            let second = try PostgresConcertStore(url: url, logger: TestServices.quietLogger)
-            let run = Task { await second.run() }
-            do {
-                try await body(first, second)
-            } catch {
-                run.cancel()
-                await run.value
-                throw error
-            }
-            run.cancel()
-            await run.value
+            try await body(first, second)
         } catch {
             await close()
             throw error
@@ -34,65 +22,7 @@ struct PostgresSharedStateTests {
         await close()
     }
 
-    @Test func twoInstancesServeOneLine() async throws {
-        try await withTwoInstances { storeA, storeB in
-            let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 3600)
-            let instances = [PostgresWaitingRoom(store: storeA, policy: policy), PostgresWaitingRoom(store: storeB, policy: policy)]
-
-            let gate = StartGate(opensWhenArrived: 100)
-            let tickets = try await withThrowingTaskGroup(of: QueueTicket.self) { group in
-                for user in Int64(1)...100 {
-                    group.addTask {
-                        await gate.wait()
-                        return try await instances[Int(user % 2)].join(userId: user, concertId: 4, now: t0).ticket
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
-            #expect(tickets.filter { $0.status == .active }.count == 3)
-            #expect(tickets.filter { $0.status == .waiting }.map(\.position).sorted() == Array(0..<97))
-
-            // A token from one instance is known to the other, and a user's live token is found
-            // whichever instance they come back through.
-            for ticket in tickets {
-                #expect(try await instances[Int((ticket.userId + 1) % 2)].poll(token: ticket.token, now: t0) == ticket)
-            }
-            let (again, created) = try await instances[0].join(userId: 1, concertId: 4, now: t0)
-            #expect(!created)
-            #expect(again.token == tickets.first { $0.userId == 1 }!.token)
-
-            // Ending on one instance admits the head for everyone at once.
-            let active = tickets.first { $0.status == .active }!
-            let head = tickets.first { $0.status == .waiting && $0.position == 0 }!
-            #expect(try await instances[1].end(token: active.token, now: t0))
-            #expect(try await instances[0].poll(token: head.token, now: t0)?.status == .active)
-            #expect(try await instances[0].counts(concertId: 4, now: t0) == (96, 3))
-
-            // Both instances sweeping at once, when every ACTIVE token has run out: exactly three
-            // are admitted, the next three in line (no slot given twice, none lost).
-            let later = t0.adding(seconds: 600)
-            let sweepGate = StartGate(opensWhenArrived: 20)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for index in 0..<20 {
-                    group.addTask {
-                        await sweepGate.wait()
-                        try await instances[index % 2].sweep(now: later)
-                    }
-                }
-                try await group.waitForAll()
-            }
-            #expect(try await instances[1].counts(concertId: 4, now: later) == (93, 3))
-            let waitingInOrder = tickets.filter { $0.status == .waiting }.sorted { $0.position < $1.position }
-            for (index, ticket) in waitingInOrder.enumerated().dropFirst() {
-                let polled = try await instances[index % 2].poll(token: ticket.token, now: later)
-                if index <= 3 {
-                    #expect(polled?.status == .active, "the next in line is admitted")
-                } else {
-                    #expect(polled?.position == index - 4, "and the rest moved up")
-                }
-            }
-        }
-    }
+    // Two instances serving one line: TwoInstancesTests, with Redis's.
 
     /// Positions stay exact across the 512-arrival buckets as waiters leave from anywhere.
     @Test func positionsAreExactAcrossBuckets() async throws {

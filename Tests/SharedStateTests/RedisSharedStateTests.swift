@@ -7,67 +7,17 @@ import Testing
 private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
 
 /// What only the Redis implementations have: several instances, and a Redis that can go away.
-@Suite("Redis shared state", .enabled(if: TestEnvironment.redisURL != nil, "CONCERT_TEST_REDIS_URL is not set"))
+@Suite("Redis shared state", .enabled(if: TestServices.redisURL != nil, "CONCERT_TEST_REDIS_URL is not set"))
 struct RedisSharedStateTests {
     private func pool(connections: Int = 4) throws -> RedisConnectionPool {
-        try RedisConnectionPool(url: try #require(TestEnvironment.redisURL), connections: connections)
+        try RedisConnectionPool(url: try #require(TestServices.redisURL), connections: connections)
     }
 
-    @Test func twoInstancesServeOneLine() async throws {
-        let prefix = TestEnvironment.uniqueKeyPrefix()
-        let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 60)
-        let poolA = try pool(), poolB = try pool()
-        let instanceA = RedisWaitingRoom(pool: poolA, policy: policy, keyPrefix: prefix)
-        let instanceB = RedisWaitingRoom(pool: poolB, policy: policy, keyPrefix: prefix)
-        let instances = [instanceA, instanceB]
-
-        let gate = StartGate(opensWhenArrived: 100)
-        let tickets = try await withThrowingTaskGroup(of: QueueTicket.self) { group in
-            for user in Int64(1)...100 {
-                group.addTask {
-                    await gate.wait()
-                    return try await instances[Int(user % 2)].join(userId: user, concertId: 4, now: t0).ticket
-                }
-            }
-            return try await group.reduce(into: []) { $0.append($1) }
-        }
-        #expect(tickets.filter { $0.status == .active }.count == 3)
-        #expect(tickets.filter { $0.status == .waiting }.map(\.position).sorted() == Array(0..<97))
-
-        // A token from one instance is known to the other, and a user's live token is found
-        // whichever instance they come back through.
-        for ticket in tickets {
-            let other = instances[Int((ticket.userId + 1) % 2)]
-            #expect(try await other.poll(token: ticket.token, now: t0) == ticket)
-        }
-        let (again, created) = try await instanceA.join(userId: 1, concertId: 4, now: t0)
-        #expect(!created)
-        #expect(again.token == tickets.first { $0.userId == 1 }!.token)
-
-        // Ending on one instance admits the head for everyone at once.
-        let active = tickets.first { $0.status == .active }!
-        let head = tickets.first { $0.status == .waiting && $0.position == 0 }!
-        #expect(try await instanceB.end(token: active.token, now: t0))
-        #expect(try await instanceA.poll(token: head.token, now: t0)?.status == .active)
-        #expect(try await instanceA.counts(concertId: 4, now: t0) == (96, 3))
-        #expect(try await instanceB.counts(concertId: 4, now: t0) == (96, 3))
-
-        // Both instances sweeping at once still never admit past the cap.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            for index in 0..<20 {
-                group.addTask { try await instances[index % 2].sweep(now: t0.adding(seconds: 600)) }
-            }
-            try await group.waitForAll()
-        }
-        #expect(try await instanceA.counts(concertId: 4, now: t0.adding(seconds: 600)).active <= 3)
-        await TestEnvironment.deleteKeys(prefix: prefix, pool: poolA)
-        await poolA.close()
-        await poolB.close()
-    }
+    // Two instances serving one line: TwoInstancesTests, with PostgreSQL's.
 
     @Test func scriptsAreResentAfterRedisForgetsThem() async throws {
         let pool = try pool(connections: 1)
-        let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(maxActive: 1), keyPrefix: TestEnvironment.uniqueKeyPrefix())
+        let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(maxActive: 1), keyPrefix: TestServices.uniqueKeyPrefix())
         let ticket = try await room.join(userId: 1, concertId: 1, now: t0).ticket
         _ = try await pool.send("SCRIPT", "FLUSH")
         #expect(try await room.poll(token: ticket.token, now: t0) == ticket)
@@ -76,7 +26,7 @@ struct RedisSharedStateTests {
 
     @Test func redisExpiresCacheEntriesByItself() async throws {
         let pool = try pool(connections: 1)
-        let cache = RedisResponseCache(pool: pool, keyPrefix: TestEnvironment.uniqueKeyPrefix())
+        let cache = RedisResponseCache(pool: pool, keyPrefix: TestServices.uniqueKeyPrefix())
         // The real clock is what Redis's PX follows; the cache's own check uses `now`.
         let now = WallClock.system.now()
         try await cache.set(namespace: "n", key: "k", value: [1], expiresAt: now.adding(milliseconds: 1000), now: now)
@@ -91,7 +41,7 @@ struct RedisSharedStateTests {
 
     @Test func theRoomWorksAgainAfterItsConnectionsAreKilled() async throws {
         let pool = try pool(connections: 2)
-        let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(maxActive: 1), keyPrefix: TestEnvironment.uniqueKeyPrefix())
+        let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(maxActive: 1), keyPrefix: TestServices.uniqueKeyPrefix())
         let ticket = try await room.join(userId: 1, concertId: 1, now: t0).ticket
         var ids: [Int64] = []
         for _ in 0..<2 { ids.append(try #require(try await pool.send("CLIENT", "ID").integer)) }

@@ -13,15 +13,12 @@ import Musl
 import Darwin
 #endif
 
-/// Where the tests find Redis: `CONCERT_TEST_REDIS_URL`. Without it the Redis cases are left out
-/// of every shared suite, unless `CONCERT_TEST_REQUIRE_SERVICES=1`, when
-/// `redisIsConfiguredWhenRequired` fails.
-enum TestEnvironment {
-    static var redisURL: String? { TestServices.redisURL }
-    static var servicesRequired: Bool { TestServices.required }
-
+/// The keys a test left in Redis (`TestServices.redisURL`; without it the Redis cases are left
+/// out of every shared suite, unless `CONCERT_TEST_REQUIRE_SERVICES=1`, when
+/// `redisIsConfiguredWhenRequired` fails).
+enum RedisTestKeys {
     /// Removes what a test left under its prefix (best effort: Redis for tests is throwaway).
-    static func deleteKeys(prefix: String, pool: RedisConnectionPool) async {
+    static func delete(prefix: String, pool: RedisConnectionPool) async {
         var cursor = "0"
         repeat {
             guard let reply = try? await pool.send("SCAN", RESPArgument(cursor), "MATCH", RESPArgument(prefix + "*"), "COUNT", 1000),
@@ -33,16 +30,11 @@ enum TestEnvironment {
             cursor = next
         } while cursor != "0"
     }
-
-    /// A key prefix no other test uses, so tests can share one Redis and run in parallel.
-    static func uniqueKeyPrefix() -> String {
-        "test:\(String(UInt64.random(in: .min ... .max), radix: 16)):"
-    }
 }
 
-@Test(.enabled(if: TestEnvironment.servicesRequired, "only when CONCERT_TEST_REQUIRE_SERVICES=1"))
+@Test(.enabled(if: TestServices.required, "only when CONCERT_TEST_REQUIRE_SERVICES=1"))
 func redisIsConfiguredWhenRequired() {
-    #expect(TestEnvironment.redisURL != nil, "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_REDIS_URL is not set")
+    #expect(TestServices.redisURL != nil, "CONCERT_TEST_REQUIRE_SERVICES=1 but CONCERT_TEST_REDIS_URL is not set")
 }
 
 /// One implementation of a shared-state protocol, made fresh (and isolated) for each test.
@@ -76,12 +68,12 @@ struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
                 return (postgres(store), close)
             })
         }
-        if let url = TestEnvironment.redisURL {
+        if let url = TestServices.redisURL {
             implementations.append(Implementation(name: "redis") {
                 let pool = try RedisConnectionPool(url: url, connections: 4)
-                let prefix = TestEnvironment.uniqueKeyPrefix()
+                let prefix = TestServices.uniqueKeyPrefix()
                 return (redis(pool, prefix), {
-                    await TestEnvironment.deleteKeys(prefix: prefix, pool: pool)
+                    await RedisTestKeys.delete(prefix: prefix, pool: pool)
                     await pool.close()
                 })
             })
@@ -117,5 +109,26 @@ enum PostgresTestStore {
             throw error
         }
         return (store, close)
+    }
+
+    /// Two stores, each its own pool as separate processes would have, on one fresh migrated
+    /// database; `close` stops the second and then drops the database with the first.
+    static func startTwoInstances(adminURL: String)
+        async throws -> (first: PostgresConcertStore, second: PostgresConcertStore, close: @Sendable () async -> Void) {
+        let (first, closeFirst) = try await start(adminURL: adminURL)
+        let second: PostgresConcertStore
+        do {
+            let url = TestDatabase(admin: first.url, name: first.url.database).url
+            second = try PostgresConcertStore(url: url, logger: TestServices.quietLogger)
+        } catch {
+            await closeFirst()
+            throw error
+        }
+        let run = Task { await second.run() }
+        return (first, second, {
+            run.cancel()
+            await run.value
+            await closeFirst()
+        })
     }
 }

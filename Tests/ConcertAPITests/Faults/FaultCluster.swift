@@ -97,25 +97,20 @@ final class FaultCluster: @unchecked Sendable {
         await postgres.stop()
     }
 
-    func token(_ user: Int, admin: Bool = false) async throws -> String {
-        try await testToken(user: Int64(user), admin: admin)
-    }
-
-    func openConcert(seats: Int) async throws -> (concertId: Int, scheduleId: Int) {
-        try await createOpenConcert(through: nginx.baseURL, seats: seats, price: FaultTests.price)
-    }
+    /// Requests through nginx, as the load sends them.
+    var api: API { API(nginx.baseURL) }
 
     /// A user in line (ACTIVE), with `Payer.charge` points and a hold on `seat`, ready to pay.
-    func preparePayer(user: Int, concertId: Int, scheduleId: Int, seat: Int, via base: URL) async throws -> Payer {
+    func preparePayer(user: Int, concertId: Int64, scheduleId: Int64, seat: Int, via base: URL) async throws -> Payer {
         let client = HTTPClient()
-        let jwt = try await token(user)
-        let joined = await client.send(base, "POST", "v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
+        let jwt = try await JWTTestSigner.token(user: Int64(user))
+        let joined = await client.send(base, .post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
         #expect(joined.string("status") == "ACTIVE", "\(joined)")
         let queue = try #require(joined.string("token"), "\(joined)")
-        let charged = await client.send(base, "POST", "v1/points/charges", jwt: jwt, body: #"{"amount": \#(Payer.charge)}"#)
+        let charged = await client.send(base, .post, "/v1/points/charges", jwt: jwt, json: #"{"amount": \#(Payer.charge)}"#)
         #expect(charged.status == 200, "\(charged)")
-        let hold = await client.send(base, "POST", "v1/reservations", jwt: jwt, queue: queue,
-                                     body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(seat)}"#)
+        let hold = await client.send(base, .post, "/v1/reservations", jwt: jwt, queueToken: queue,
+                                     json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(seat)}"#)
         let reservationId = try #require(hold.int("id"), "\(hold)")
         return Payer(user: user, jwt: jwt, concertId: concertId, reservationId: reservationId, queue: queue)
     }
@@ -136,15 +131,15 @@ final class FaultCluster: @unchecked Sendable {
 
     /// True once every instance serves the line again (Redis is back and each instance's pool has
     /// reconnected; a pool that failed to connect waits out a short back-off first).
-    func eventuallyServesTheLine(concertId: Int, client: HTTPClient, seconds: Double) async -> Bool {
-        guard let jwt = try? await token(777) else { return false }
+    func eventuallyServesTheLine(concertId: Int64, client: HTTPClient, seconds: Double) async -> Bool {
+        guard let jwt = try? await JWTTestSigner.token(user: 777) else { return false }
         for instance in instances {
             let served = await Subprocess.eventually(seconds: seconds) {
-                guard await client.send(instance.baseURL, "GET", "readyz").status == 200 else { return false }
-                let joined = await client.send(instance.baseURL, "POST", "v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
+                guard await client.send(instance.baseURL, .get, "/readyz").status == 200 else { return false }
+                let joined = await client.send(instance.baseURL, .post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
                 guard joined.status == 200 || joined.status == 201, let token = joined.string("token") else { return false }
                 // Leave at once so the probe holds no place in the line.
-                return await client.send(instance.baseURL, "DELETE", "v1/queue/tokens/current", jwt: jwt, queue: token).status == 204
+                return await client.send(instance.baseURL, .delete, "/v1/queue/tokens/current", jwt: jwt, queueToken: token).status == 204
             }
             if !served { return false }
         }

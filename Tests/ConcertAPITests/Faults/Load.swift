@@ -7,7 +7,7 @@ struct Ledger: Sendable {
     /// Points each user was told were charged.
     var charged: [Int: Int] = [:]
     /// Reservations the clients were told were paid.
-    var paid: [Int] = []
+    var paid: [Int64] = []
     var paidBy: [Int: Int] = [:]
     /// Charges or payments that never reached a final answer.
     var unsettled: [String] = []
@@ -28,13 +28,13 @@ struct Ledger: Sendable {
 final class Load: Sendable {
     let client: HTTPClient
     let base: URL
-    let concertId: Int
-    let scheduleId: Int
+    let concertId: Int64
+    let scheduleId: Int64
     let users: [Int]
     private let nextSeat: Mutex<Int>
     private let marks = Mutex<[(String, ContinuousClock.Instant)]>([])
 
-    init(cluster: FaultCluster, concertId: Int, scheduleId: Int, users: [Int], firstSeat: Int, client: HTTPClient = HTTPClient()) {
+    init(cluster: FaultCluster, concertId: Int64, scheduleId: Int64, users: [Int], firstSeat: Int, client: HTTPClient = HTTPClient()) {
         self.client = client
         self.base = cluster.nginx.baseURL
         self.concertId = concertId
@@ -58,7 +58,7 @@ final class Load: Sendable {
         let stopAt = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
         let jwts = await withTaskGroup(of: (Int, String).self) { group in
             for user in users {
-                group.addTask { (user, (try? await testToken(user: Int64(user))) ?? "") }
+                group.addTask { (user, (try? await JWTTestSigner.token(user: Int64(user))) ?? "") }
             }
             return await group.reduce(into: [Int: String]()) { $0[$1.0] = $1.1 }
         }
@@ -79,7 +79,7 @@ final class Load: Sendable {
             if round > 0 { try? await Task.sleep(for: .milliseconds(250)) }
             round += 1
             if queue == nil {
-                let joined = await client.send(base, "POST", "v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
+                let joined = await client.send(base, .post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
                 guard joined.string("status") == "ACTIVE", let token = joined.string("token") else {
                     try? await Task.sleep(for: .milliseconds(100))
                     continue
@@ -88,8 +88,8 @@ final class Load: Sendable {
             }
             let thisRound = round
             let charge = await settle(&queue, jwt: jwt) { [client, base] _ in
-                await client.send(base, "POST", "v1/points/charges", jwt: jwt, key: "charge-\(user)-\(thisRound)",
-                                  body: #"{"amount": \#(FaultTests.price)}"#)
+                await client.send(base, .post, "/v1/points/charges", jwt: jwt, idempotencyKey: "charge-\(user)-\(thisRound)",
+                                  json: #"{"amount": \#(FaultTests.price)}"#)
             }
             ledger.rejoins += charge.rejoins
             if charge.final.status == 200 {
@@ -102,13 +102,13 @@ final class Load: Sendable {
                 defer { seat += 1 }
                 return seat
             }
-            let hold = await client.send(base, "POST", "v1/reservations", jwt: jwt, queue: queue,
-                                         body: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(seat)}"#)
+            let hold = await client.send(base, .post, "/v1/reservations", jwt: jwt, queueToken: queue,
+                                         json: #"{"scheduleId": \#(scheduleId), "seatNumber": \#(seat)}"#)
             if hold.code == "QUEUE_TOKEN_INVALID" || hold.code == "QUEUE_TOKEN_NOT_ACTIVE" { queue = nil; ledger.rejoins += 1 }
             guard hold.status == 201, let reservation = hold.int("id") else { continue }
             let pay = await settle(&queue, jwt: jwt) { [client, base] queue in
-                await client.send(base, "POST", "v1/payments", jwt: jwt, queue: queue, key: "pay-\(user)-\(thisRound)",
-                                  body: #"{"reservationId": \#(reservation)}"#)
+                await client.send(base, .post, "/v1/payments", jwt: jwt, queueToken: queue, idempotencyKey: "pay-\(user)-\(thisRound)",
+                                  json: #"{"reservationId": \#(reservation)}"#)
             }
             ledger.rejoins += pay.rejoins
             if pay.final.status == 201 {
@@ -124,13 +124,13 @@ final class Load: Sendable {
 
     /// Retries with the same request (and key) until a final answer or 30 s; rejoins the line on
     /// 401 QUEUE_TOKEN_INVALID.
-    private func settle(_ queue: inout String?, jwt: String, _ attempt: @Sendable (String?) async -> Answer) async -> (final: Answer, rejoins: Int) {
+    private func settle(_ queue: inout String?, jwt: String, _ attempt: @Sendable (String?) async -> Reply) async -> (final: Reply, rejoins: Int) {
         let deadline = ContinuousClock.now + .seconds(30)
         var rejoins = 0
         while true {
             let answer = await attempt(queue)
             if answer.code == "QUEUE_TOKEN_INVALID" {
-                let joined = await client.send(base, "POST", "v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
+                let joined = await client.send(base, .post, "/v1/concerts/\(concertId)/queue/tokens", jwt: jwt)
                 if let token = joined.string("token") { queue = token }
                 rejoins += 1
             } else if !answer.isRetryable {

@@ -6,66 +6,108 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-/// A decoded response: status, headers and JSON body.
-struct Reply: Sendable {
-    var status: Int
-    var headers: HTTPFields
-    var bytes: [UInt8]
-
-    var json: [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any] ?? [:]
-    }
-    var code: String? { json["code"] as? String }
-    subscript(key: String) -> Any? { json[key] }
-    func int(_ key: String) -> Int64? { (json[key] as? NSNumber)?.int64Value }
-    func string(_ key: String) -> String? { json[key] as? String }
-    func array(_ key: String) -> [[String: Any]] { json[key] as? [[String: Any]] ?? [] }
+/// Where an `API`'s requests go: into the application in process, or over the network.
+protocol Transport: Sendable {
+    func send(_ method: HTTPRequest.Method, _ path: String, headers: HTTPFields, body: [UInt8]?) async throws -> Reply
 }
 
-/// Talks to an app under test as a given user.
-struct API: Sendable {
+/// Hummingbird's test client, on the router or on a live loopback server (`withAPI`).
+struct InProcess: Transport {
     let client: any TestClientProtocol
-    let clock: ManualClock
 
-    func token(user: Int64, admin: Bool = false, ttl: Int64 = 3600) async throws -> String {
-        try await testToken(user: user, admin: admin, ttl: ttl)
+    func send(_ method: HTTPRequest.Method, _ path: String, headers: HTTPFields, body: [UInt8]?) async throws -> Reply {
+        try await client.execute(uri: path, method: method, headers: headers, body: body.map { ByteBuffer(bytes: $0) }) { response in
+            Reply(status: Int(response.status.code), headers: response.headers, bytes: Array(buffer: response.body))
+        }
+    }
+}
+
+/// A `concertd` process (or nginx in front of some) at `base`, through `HTTPClient`.
+struct Network: Transport {
+    let client: HTTPClient
+    let base: URL
+    /// Throw when no answer comes (`ConcertdProcess`), rather than return the unanswered reply.
+    var requireAnswer = false
+
+    struct NoAnswer: Error, CustomStringConvertible { var description: String }
+
+    func send(_ method: HTTPRequest.Method, _ path: String, headers: HTTPFields, body: [UInt8]?) async throws -> Reply {
+        let reply = await client.send(base, method, path, headers: headers, body: body)
+        if requireAnswer, !reply.answered { throw NoAnswer(description: "\(method.rawValue) \(path): \(reply)") }
+        return reply
+    }
+}
+
+/// Talks to the service under test, in process (`withAPI`) or over the network
+/// (`ConcertdProcess.api`, `API(base, client:)`): one call signature, one set of fixtures.
+struct API: Sendable {
+    let transport: any Transport
+    /// The in-process application's clock; nil over the network, where the processes run on the
+    /// wall clock.
+    private let manualClock: ManualClock?
+
+    /// The in-process application's clock (`withAPI`), which a test moves on.
+    var clock: ManualClock {
+        guard let manualClock else { preconditionFailure("over the network the processes run on the wall clock") }
+        return manualClock
     }
 
+    init(client: any TestClientProtocol, clock: ManualClock) {
+        transport = InProcess(client: client)
+        manualClock = clock
+    }
+
+    init(_ base: URL, client: HTTPClient = HTTPClient(), requireAnswer: Bool = false) {
+        transport = Network(client: client, base: base, requireAnswer: requireAnswer)
+        manualClock = nil
+    }
+
+    /// The port the service listens on: a live in-process server's (`withAPI(live: true)`), or
+    /// the process's.
+    var port: Int? {
+        switch transport {
+        case let inProcess as InProcess: inProcess.client.port
+        case let network as Network: network.base.port
+        default: nil
+        }
+    }
+
+    func token(user: Int64, admin: Bool = false, ttl: Int64 = 3600) async throws -> String {
+        try await JWTTestSigner.token(user: user, admin: admin, ttl: ttl)
+    }
+
+    /// `user` signs the request with a fresh JWT for that user; `jwt` with the one given.
     @discardableResult
-    func call(_ method: HTTPRequest.Method, _ path: String, user: Int64? = nil, admin: Bool = false,
+    func call(_ method: HTTPRequest.Method, _ path: String, user: Int64? = nil, admin: Bool = false, jwt: String? = nil,
               queueToken: String? = nil, idempotencyKey: String? = nil, headers extra: HTTPFields = [:],
               json: String? = nil, rawBody: [UInt8]? = nil) async throws -> Reply {
         var headers = extra
-        if let user { headers[.authorization] = "Bearer " + (try await token(user: user, admin: admin)) }
-        if let queueToken { headers[HTTPField.Name("Queue-Token")!] = queueToken }
-        if let idempotencyKey { headers[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
-        var body: ByteBuffer?
-        if let json {
-            body = ByteBuffer(string: json)
-            headers[.contentType] = "application/json"
-        } else if let rawBody {
-            body = ByteBuffer(bytes: rawBody)
-        }
-        return try await client.execute(uri: path, method: method, headers: headers, body: body) { response in
-            Reply(status: Int(response.status.code), headers: response.headers, bytes: Array(buffer: response.body))
-        }
+        var bearer = jwt
+        if let user { bearer = try await token(user: user, admin: admin) }
+        headers.addRequestHeaders(jwt: bearer, queueToken: queueToken, idempotencyKey: idempotencyKey, json: json != nil)
+        return try await transport.send(method, path, headers: headers, body: json.map { Array($0.utf8) } ?? rawBody)
     }
 
     func time(_ offsetSeconds: Int64) -> String {
         RFC3339.format(Timestamp(seconds: clock.now.milliseconds / 1000 + offsetSeconds))
     }
 
-    /// Creates a concert whose booking window is open and one schedule in the future.
+    /// Creates a concert whose booking window is open and one schedule in the future. In process
+    /// the times are offsets from the application's clock; over the network (the wall clock) the
+    /// concert books from 2020 until 2099, its date in 2098.
     func openConcert(seats: Int = 50, price: Int64 = 1000, opens: Int64 = -3600, closes: Int64 = 86_400,
                      startsIn: Int64 = 7 * 86_400) async throws -> (concertId: Int64, scheduleId: Int64) {
+        let (opensAt, closesAt, startsAt) = manualClock == nil
+            ? ("2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z", "2098-01-01T00:00:00Z")
+            : (time(opens), time(closes), time(startsIn))
         let concert = try await call(.post, "/v1/admin/concerts", user: 1, admin: true,
-                                     json: Fixture.concert(opensAt: time(opens), closesAt: time(closes)))
+                                     json: Fixture.concert(opensAt: opensAt, closesAt: closesAt))
         #expect(concert.status == 201)
-        let concertId = concert.int("id")!
+        let concertId = try #require(concert.int("id"), "\(concert)")
         let schedule = try await call(.post, "/v1/admin/concerts/\(concertId)/schedules", user: 1, admin: true,
-                                      json: Fixture.schedule(startsAt: time(startsIn), price: price, seats: seats))
+                                      json: Fixture.schedule(startsAt: startsAt, price: price, seats: seats))
         #expect(schedule.status == 201)
-        return (concertId, schedule.int("id")!)
+        return (concertId, try #require(schedule.int("id"), "\(schedule)"))
     }
 
     /// Joins the concert's line as `user` and returns the token.

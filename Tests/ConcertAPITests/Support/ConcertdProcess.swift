@@ -8,8 +8,9 @@ import Synchronization
 final class ConcertdProcess: @unchecked Sendable {
     let process = Process()
     let baseURL: URL
+    /// Requests to this process; a request that gets no answer throws.
+    let api: API
     private let output = Pipe()
-    private let client = HTTPClient()
 
     static var binary: URL {
         // Tests/ConcertAPITests/Support/ConcertdProcess.swift → repository root → .build/debug/concertd
@@ -58,9 +59,10 @@ final class ConcertdProcess: @unchecked Sendable {
             throw ProcessError.didNotStart(seen.text)
         }
         baseURL = url
+        api = API(url, requireAnswer: true)
     }
 
-    enum ProcessError: Error { case didNotStart(String), noAnswer(String) }
+    enum ProcessError: Error { case didNotStart(String) }
 
     final class OutputBuffer: Sendable {
         private let data = Mutex(Data())
@@ -72,18 +74,6 @@ final class ConcertdProcess: @unchecked Sendable {
         if process.isRunning { process.terminate() }
         while process.isRunning { try? await Task.sleep(for: .milliseconds(20)) }
         return process.terminationStatus
-    }
-
-    func request(_ method: String, _ path: String, token: String? = nil, queueToken: String? = nil,
-                 body: String? = nil) async throws -> (status: Int, json: [String: Any]) {
-        try await requestWithHeaders(method, path, token: token, queueToken: queueToken, headers: [:], body: body)
-    }
-
-    func requestWithHeaders(_ method: String, _ path: String, token: String? = nil, queueToken: String? = nil,
-                            headers: [String: String], body: String? = nil) async throws -> (status: Int, json: [String: Any]) {
-        let answer = await client.send(baseURL, method, path, jwt: token, queue: queueToken, headers: headers, body: body)
-        guard let status = answer.status else { throw ProcessError.noAnswer(answer.description) }
-        return (status, answer.json)
     }
 }
 

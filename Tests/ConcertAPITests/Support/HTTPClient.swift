@@ -3,28 +3,10 @@ import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
+import HTTPTypes
 import Synchronization
 
-// The client for tests that talk to real `concertd` processes over the network.
-
-/// One answer: its status (nil when none came), body and `Retry-After`.
-struct Answer: Sendable, CustomStringConvertible {
-    var status: Int?
-    var body: Data
-    var retryAfter: String?
-    var error: String?
-
-    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:] }
-    var code: String? { json["code"] as? String }
-    func string(_ key: String) -> String? { json[key] as? String }
-    func int(_ key: String) -> Int? { (json[key] as? NSNumber)?.intValue }
-    /// Worth retrying with the same key: no answer, a 5xx, or the key's first use still counts
-    /// as running.
-    var isRetryable: Bool { status == nil || (status ?? 0) >= 500 || code == "IDEMPOTENCY_KEY_IN_USE" }
-    var description: String {
-        "\(status.map(String.init) ?? "no answer") \(code ?? "")\(error.map { " " + $0 } ?? "") \(String(decoding: body.prefix(200), as: UTF8.self))"
-    }
-}
+// The network transport for tests that talk to real `concertd` processes.
 
 struct Call: Sendable, CustomStringConvertible {
     var id: Int
@@ -39,7 +21,8 @@ struct Call: Sendable, CustomStringConvertible {
 
 /// The one client for tests that talk to `concertd` over the network (`ConcertdProcess`, the
 /// fault cluster): URLSession with its own timeout, every request also under `withDeadline`,
-/// every request recorded.
+/// every request recorded. It never throws: a request that got no answer is a `Reply` whose
+/// `answered` is false. `API(base, client:)` puts the in-process tests' calls and fixtures on it.
 final class HTTPClient: Sendable {
     private let session: URLSession
     private let recorded = Mutex<[Call]>([])
@@ -56,37 +39,57 @@ final class HTTPClient: Sendable {
 
     var calls: [Call] { recorded.withLock { $0 } }
 
-    func send(_ base: URL, _ method: String, _ path: String, jwt: String? = nil, queue: String? = nil, key: String? = nil,
-              headers: [String: String] = [:], body: String? = nil) async -> Answer {
-        var request = URLRequest(url: base.appendingPathComponent(path))
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        request.httpMethod = method
+    /// `path` starts with `/`, as in process. The same labels as `API.call`, for the callers that
+    /// must not throw (a load, a probe inside `eventually`).
+    func send(_ base: URL, _ method: HTTPRequest.Method, _ path: String, jwt: String? = nil, queueToken: String? = nil,
+              idempotencyKey: String? = nil, headers: HTTPFields = [:], json: String? = nil) async -> Reply {
+        var fields = headers
+        fields.addRequestHeaders(jwt: jwt, queueToken: queueToken, idempotencyKey: idempotencyKey, json: json != nil)
+        return await send(base, method, path, headers: fields, body: json.map { Array($0.utf8) })
+    }
+
+    func send(_ base: URL, _ method: HTTPRequest.Method, _ path: String, headers: HTTPFields, body: [UInt8]?) async -> Reply {
+        var root = base.absoluteString
+        while root.hasSuffix("/") { root.removeLast() }
+        guard let url = URL(string: root + path) else { return .noAnswer("not a URL: \(root + path)") }
+        var request = URLRequest(url: url)
+        for field in headers { request.addValue(field.value, forHTTPHeaderField: field.name.rawName) }
+        request.httpMethod = method.rawValue
         request.timeoutInterval = 12
-        if let jwt { request.setValue("Bearer \(jwt)", forHTTPHeaderField: "Authorization") }
-        if let queue { request.setValue(queue, forHTTPHeaderField: "Queue-Token") }
-        if let key { request.setValue(key, forHTTPHeaderField: "Idempotency-Key") }
-        if let body {
-            request.httpBody = Data(body.utf8)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
+        if let body { request.httpBody = Data(body) }
         let started = ContinuousClock.now
         let session = self.session
         let sent = request
-        let answer = await withDeadline(seconds: 15, fallback: Answer(status: nil, body: Data(), error: "no answer within 15 s")) {
+        let reply = await withDeadline(seconds: 15, fallback: Reply.noAnswer("no answer within 15 s")) {
             do {
                 let (data, response) = try await session.data(for: sent)
-                let http = response as? HTTPURLResponse
-                return Answer(status: http?.statusCode, body: data, retryAfter: http?.value(forHTTPHeaderField: "Retry-After"))
+                guard let http = response as? HTTPURLResponse else { return Reply.noAnswer("not an HTTP response") }
+                var fields = HTTPFields()
+                for (name, value) in http.allHeaderFields {
+                    if let name = (name as? String).flatMap({ HTTPField.Name($0) }), let value = value as? String { fields[name] = value }
+                }
+                return Reply(status: http.statusCode, headers: fields, bytes: Array(data))
             } catch {
-                return Answer(status: nil, body: Data(), error: "\(error)")
+                return Reply.noAnswer("\(error)")
             }
         }
         let ended = ContinuousClock.now
         let port = base.port.map { ":\($0)" } ?? ""
         recorded.withLock { calls in
-            calls.append(Call(id: calls.count, what: "\(method) \(port)/\(path)", started: started, ended: ended,
-                              status: answer.status, code: answer.code))
+            calls.append(Call(id: calls.count, what: "\(method.rawValue) \(port)\(path)", started: started, ended: ended,
+                              status: reply.answered ? reply.status : nil, code: reply.code))
         }
-        return answer
+        return reply
+    }
+}
+
+extension HTTPFields {
+    /// The headers every test request may carry: the JWT, the queue token, the Idempotency-Key,
+    /// and the JSON content type when there is a JSON body.
+    mutating func addRequestHeaders(jwt: String?, queueToken: String?, idempotencyKey: String?, json: Bool) {
+        if let jwt { self[.authorization] = "Bearer " + jwt }
+        if let queueToken { self[HTTPField.Name("Queue-Token")!] = queueToken }
+        if let idempotencyKey { self[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
+        if json { self[.contentType] = "application/json" }
     }
 }

@@ -33,7 +33,7 @@ struct MissingTestService: Error, CustomStringConvertible {
 }
 
 /// Runs `body` against a fresh service with its own database (and Redis key space); `live`
-/// puts a real HTTP server on a loopback port in front of it (`api.client.port`).
+/// puts a real HTTP server on a loopback port in front of it (`api.port`).
 func withAPI(
     _ backend: TestBackend = .sqliteMemory,
     live: Bool = false,

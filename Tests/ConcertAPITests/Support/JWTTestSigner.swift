@@ -1,10 +1,23 @@
+import ConcertAPI
+import ConcertServer
 import Crypto
 import CryptoExtras
 import Foundation
 
-/// Builds JWTs by hand from raw JSON, with swift-crypto directly (not with jwt-kit, which the
-/// service verifies with), so a test can sign anything, including what no issuer should.
+/// The one place tests get JWTs from.
+///
+/// `token(user:)` is a token as the service issues it (`ConcertService.token`, what `concertd
+/// token` prints). `sign` builds one by hand from raw JSON, with swift-crypto directly (not with
+/// jwt-kit, which the service verifies with), so a test can sign anything, including what no
+/// issuer should.
 enum JWTTestSigner {
+    /// A JWT for `user`, signed with `secret` (`testSecret` unless told), valid for `ttl` seconds
+    /// (negative: already expired).
+    static func token(user: Int64, admin: Bool = false, ttl: Int64 = 600, secret: String = testSecret) async throws -> String {
+        try await ConcertService.token(secret: secret, userId: user, admin: admin, ttlSeconds: ttl)
+    }
+
+    /// An HS256 token over `payload` (raw JSON claims), signed with `secret`.
     static func sign(payload: String, secret: String, header json: String = #"{"alg":"HS256","typ":"JWT"}"#) async throws -> String {
         sign(header: json, payload: payload) { input in
             Data(HMAC<SHA256>.authenticationCode(for: input, using: SymmetricKey(data: Data(secret.utf8))))

@@ -46,8 +46,10 @@ struct PaymentsController {
         // The queue check is written out here rather than left to `QueueTicketMiddleware`: a
         // replay is answered before it (the first payment ended the queue token), and paying twice
         // is answered as such before the token is looked at.
-        return try await idempotency.run(request: request, userId: caller.userId,
-                                         fingerprint: "POST /v1/payments reservationId=\(body.reservationId)") { completion in
+        // The token this request's own payment checked (nil for a replay, which checks nothing).
+        var checkedToken: String?
+        let response = try await idempotency.run(request: request, userId: caller.userId,
+                                                 fingerprint: "POST /v1/payments reservationId=\(body.reservationId)") { completion in
             let token = try QueueGate.token(in: request)
             guard let reservation = try await store.reservation(id: body.reservationId, userId: caller.userId) else {
                 throw DomainError.reservationNotFound
@@ -88,15 +90,29 @@ struct PaymentsController {
                 }
                 throw error
             }
+            checkedToken = token
+            return try JSONBody.response(PaymentBody(receipt.payment, balance: receipt.balance), status: .created)
+        }
+        // A paid payment ends its token, and so does its replay: when the first answer was lost
+        // with the token's end (a killed instance, an outage between the commit and the end), the
+        // client's retry with the same key is what ends it. Otherwise the token stayed live and
+        // claimed by the paid key, and a rejoin (which returns the live token) could not pay again
+        // until the claim ran out.
+        // A replay ends the token only if it is the caller's own.
+        if response.status == .created, let token = try? QueueGate.token(in: request) {
             do {
+                if checkedToken == nil {
+                    guard let ticket = try await waitingRoom.poll(token: token, now: clock.now()),
+                          ticket.userId == caller.userId else { return response }
+                }
                 try await waitingRoom.end(token: token, now: clock.now())
             } catch {
                 // The payment stands and its claim keeps the token from paying again until the
                 // claim runs out; the token itself runs out at its activeUntil.
                 context.logger.warning("could not end the queue token after payment", metadata: ["error": "\(error)"])
             }
-            return try JSONBody.response(PaymentBody(receipt.payment, balance: receipt.balance), status: .created)
         }
+        return response
     }
 
     /// How long a payment's claim on its token lasts: longer than any payment can take (the

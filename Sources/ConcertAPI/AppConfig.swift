@@ -42,6 +42,11 @@ public struct AppConfig: Sendable {
     public var webhookResolverOverride: (any WebhookResolver)?
     /// Sleep of the webhook relay between rounds that found nothing (milliseconds).
     public var webhookPollMilliseconds: Int64 = 200
+    /// `CONCERT_WEBHOOK_RETENTION_HOURS` (in milliseconds here, so tests can shorten it): finished
+    /// outbox events (every delivery DELIVERED or FAILED) are deleted this long after; 0 keeps them.
+    public var webhookRetentionMilliseconds: Int64 = 168 * 3_600_000
+    /// How often each instance runs the retention sweep (tests shorten it).
+    public var webhookRetentionSweepMilliseconds: Int64 = 60_000
 
     /// The secret `--dev` uses when none is set, so `concertd token` works out of the box.
     public static let devJWTSecret = "concertd-dev-secret-not-for-production"
@@ -117,6 +122,7 @@ extension AppConfig {
             config.webhookAllowPrivate = text == "1"
         }
         if let value = try int("CONCERT_WEBHOOK_POLL_MS", 10...10_000) { config.webhookPollMilliseconds = value }
+        if let value = try int("CONCERT_WEBHOOK_RETENTION_HOURS", 0...87_600) { config.webhookRetentionMilliseconds = value * 3_600_000 }
         return config
     }
 }

@@ -563,10 +563,11 @@ public final class PostgresConcertStore: ConcertStore {
             """
         static let schedule = "s.id, s.concert_id, s.starts_at, s.total_seats, s.price"
         /// Selected `FROM reservations` (unaliased); the payment id comes from the unique
-        /// `payments.reservation_id`.
+        /// `payments.reservation_id` (named, else PostgreSQL calls it `id` too and `ORDER BY id`
+        /// is ambiguous).
         static let reservation = """
             id, user_id, schedule_id, concert_id, seat_number, price, status, held_until, created_at,
-            (SELECT p.id FROM payments p WHERE p.reservation_id = reservations.id)
+            (SELECT p.id FROM payments p WHERE p.reservation_id = reservations.id) AS payment_id
             """
     }
 

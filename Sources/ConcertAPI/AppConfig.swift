@@ -45,6 +45,11 @@ public struct AppConfig: Sendable {
     public var webhookPollMilliseconds: Int64 = 200
     /// `LOG_LEVEL` / `--log-level` of the process's logger.
     public var logLevel = Logger.Level.info
+    /// `CONCERT_WEBHOOK_RETENTION_HOURS` (in milliseconds here, so tests can shorten it): finished
+    /// outbox events (every delivery DELIVERED or FAILED) are deleted this long after; 0 keeps them.
+    public var webhookRetentionMilliseconds: Int64 = 168 * 3_600_000
+    /// How often each instance runs the retention sweep (tests shorten it).
+    public var webhookRetentionSweepMilliseconds: Int64 = 60_000
 
     /// The secret `--dev` uses when none is set, so `concertd token` works out of the box.
     public static let devJWTSecret = "concertd-dev-secret-not-for-production"

@@ -45,7 +45,13 @@ public func buildApplication(
                      intervalMilliseconds: config.queueSweepMilliseconds, logger: logger),
         IdempotencyKeyJanitor(store: backend.store, clock: clock, logger: logger),
         WebhookRelay(store: backend.store, guard: webhookGuard, clock: clock,
-                     options: { var o = WebhookRelayOptions(); o.idleMilliseconds = config.webhookPollMilliseconds; return o }(),
+                     options: {
+                         var o = WebhookRelayOptions()
+                         o.idleMilliseconds = config.webhookPollMilliseconds
+                         o.retentionMilliseconds = config.webhookRetentionMilliseconds
+                         o.retentionSweepMilliseconds = config.webhookRetentionSweepMilliseconds
+                         return o
+                     }(),
                      logger: logger),
     ]
     if let reloader { services.append(reloader) }

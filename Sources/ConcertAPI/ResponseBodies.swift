@@ -76,6 +76,8 @@ struct SeatMapBody: Encodable {
     var seats: [SeatBody]
 }
 
+/// A reservation; `paymentId` is always present: its payment once paid (CONFIRMED, or CANCELLED by
+/// the refund of that payment), else null. The fan page's refund button needs it.
 struct ReservationBody: Encodable {
     var id: Int64
     var scheduleId: Int64
@@ -85,6 +87,7 @@ struct ReservationBody: Encodable {
     var status: ReservationStatus
     var heldUntil: WireTime
     var createdAt: WireTime
+    var paymentId: Int64?
 
     init(_ reservation: Reservation, now: Timestamp) {
         id = reservation.id
@@ -95,6 +98,22 @@ struct ReservationBody: Encodable {
         status = reservation.status(at: now)
         heldUntil = WireTime(reservation.heldUntil)
         createdAt = WireTime(reservation.createdAt)
+        paymentId = reservation.paymentId
+    }
+
+    private enum CodingKeys: String, CodingKey { case id, scheduleId, concertId, seatNumber, price, status, heldUntil, createdAt, paymentId }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(scheduleId, forKey: .scheduleId)
+        try container.encode(concertId, forKey: .concertId)
+        try container.encode(seatNumber, forKey: .seatNumber)
+        try container.encode(price, forKey: .price)
+        try container.encode(status, forKey: .status)
+        try container.encode(heldUntil, forKey: .heldUntil)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(paymentId, forKey: .paymentId) // null, never absent
     }
 }
 

@@ -31,6 +31,7 @@ public enum Setting: String, CaseIterable, Sendable {
     case webhookResolver = "webhook.resolver"
     case webhookAllowPrivate = "webhook.allowPrivate"
     case webhookPollMs = "webhook.pollMs"
+    case webhookRetentionHours = "webhook.retentionHours"
     /// Outside the `concert` scope: `LOG_LEVEL`, the name swift-log users already set.
     case logLevel = "log.level"
 
@@ -149,6 +150,7 @@ extension AppConfig {
             config.webhookAllowPrivate = text == "1"
         }
         if let value = try source.int(.webhookPollMs, 10...10_000) { config.webhookPollMilliseconds = value }
+        if let value = try source.int(.webhookRetentionHours, 0...87_600) { config.webhookRetentionMilliseconds = value * 3_600_000 }
         // An unknown level falls back to info rather than stopping the process.
         if let text = source.text(.logLevel), let level = Logger.Level(rawValue: text) { config.logLevel = level }
         return config

@@ -148,9 +148,12 @@ public struct Reservation: Sendable, Equatable {
     public var storedStatus: ReservationStatus
     public var heldUntil: Timestamp
     public var createdAt: Timestamp
+    /// The reservation's payment, once it was paid (CONFIRMED, or CANCELLED by its refund); nil
+    /// for a reservation that was never paid.
+    public var paymentId: Int64?
 
     public init(id: Int64, userId: Int64, scheduleId: Int64, concertId: Int64, seatNumber: Int, price: Int64,
-                storedStatus: ReservationStatus, heldUntil: Timestamp, createdAt: Timestamp) {
+                storedStatus: ReservationStatus, heldUntil: Timestamp, createdAt: Timestamp, paymentId: Int64? = nil) {
         self.id = id
         self.userId = userId
         self.scheduleId = scheduleId
@@ -160,6 +163,7 @@ public struct Reservation: Sendable, Equatable {
         self.storedStatus = storedStatus
         self.heldUntil = heldUntil
         self.createdAt = createdAt
+        self.paymentId = paymentId
     }
 
     public func status(at now: Timestamp) -> ReservationStatus {

@@ -121,4 +121,27 @@ extension PostgresConcertStore {
             SELECT COUNT(*) FROM expired
             """, as: Int64.self) ?? 0)
     }
+
+    public func pruneWebhookEvents(before: Timestamp, limit: Int) async throws -> Int {
+        let cutoff = before.milliseconds
+        // One statement: lock the batch (skipping what another instance's sweep holds), then its
+        // finished deliveries, then the events. A delivery an operator set PENDING again meanwhile
+        // keeps its event (the delete of the event then fails on the foreign key, and the next
+        // sweep skips it).
+        return Int(try await first("""
+            WITH batch AS (
+              SELECT e.id FROM webhook_events e
+              WHERE e.occurred_at < \(cutoff) AND e.dispatched
+                AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id
+                                AND (d.state = 'PENDING' OR COALESCE(d.delivered_at, d.next_attempt_at) >= \(cutoff)))
+              ORDER BY e.occurred_at LIMIT \(limit)
+              FOR UPDATE SKIP LOCKED
+            ), deliveries AS (
+              DELETE FROM webhook_deliveries d USING batch WHERE d.event_id = batch.id AND d.state <> 'PENDING' RETURNING 1
+            ), events AS (
+              DELETE FROM webhook_events e USING batch WHERE e.id = batch.id RETURNING 1
+            )
+            SELECT (SELECT COUNT(*) FROM events) + 0 * (SELECT COUNT(*) FROM deliveries)
+            """, as: Int64.self) ?? 0)
+    }
 }

@@ -562,7 +562,13 @@ public final class PostgresConcertStore: ConcertStore {
             (SELECT q.queue_opens_at FROM queue_policies q WHERE q.concert_id = c.id)
             """
         static let schedule = "s.id, s.concert_id, s.starts_at, s.total_seats, s.price"
-        static let reservation = "id, user_id, schedule_id, concert_id, seat_number, price, status, held_until, created_at"
+        /// Selected `FROM reservations` (unaliased); the payment id comes from the unique
+        /// `payments.reservation_id` (named, else PostgreSQL calls it `id` too and `ORDER BY id`
+        /// is ambiguous).
+        static let reservation = """
+            id, user_id, schedule_id, concert_id, seat_number, price, status, held_until, created_at,
+            (SELECT p.id FROM payments p WHERE p.reservation_id = reservations.id) AS payment_id
+            """
     }
 
     /// Every row of a one-statement read.
@@ -612,11 +618,12 @@ public final class PostgresConcertStore: ConcertStore {
     }
 
     private static func reservation(_ row: PostgresRow) throws -> Reservation {
-        let (id, userId, scheduleId, concertId, seatNumber, price, status, heldUntil, createdAt) =
-            try row.decode((Int64, Int64, Int64, Int64, Int, Int64, String, Int64, Int64).self)
+        let (id, userId, scheduleId, concertId, seatNumber, price, status, heldUntil, createdAt, paymentId) =
+            try row.decode((Int64, Int64, Int64, Int64, Int, Int64, String, Int64, Int64, Int64?).self)
         return Reservation(id: id, userId: userId, scheduleId: scheduleId, concertId: concertId, seatNumber: seatNumber, price: price,
                            storedStatus: ReservationStatus(rawValue: status) ?? .cancelled,
-                           heldUntil: Timestamp(milliseconds: heldUntil), createdAt: Timestamp(milliseconds: createdAt))
+                           heldUntil: Timestamp(milliseconds: heldUntil), createdAt: Timestamp(milliseconds: createdAt),
+                           paymentId: paymentId)
     }
 }
 

@@ -141,6 +141,10 @@ enum PostgresMigrations {
         // The waiting room's functions with the rate as an argument, token lookups by key only,
         // and positions in two levels (`PostgresLineFunctions`).
         Migration(version: 9, name: "line_functions", statements: PostgresLineFunctions.statements),
+        // 10: the reservation events' snapshot gains `paymentId` (as the API's Reservation did),
+        // and the retention sweep (`pruneWebhookEvents`) finds old events by time and their
+        // deliveries by event. Mirrors SQLite's "007_webhook_retention".
+        Migration(version: 10, name: "webhook_retention", statements: PostgresWebhookSchema.retentionStatements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -110,4 +110,29 @@ enum PostgresWebhookSchema {
           WHEN (OLD.cancelled_at IS NULL AND NEW.cancelled_at IS NOT NULL) EXECUTE FUNCTION webhook_schedule_event()
         """,
     ]
+
+    /// Migration 10: `paymentId` in the reservation snapshot (the payment of a paid reservation,
+    /// through the unique `payments.reservation_id`; null otherwise), and the indexes of the
+    /// retention sweep.
+    static let retentionStatements: [String] = [
+        """
+        CREATE OR REPLACE FUNCTION webhook_reservation_event() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          INSERT INTO webhook_events (type, reservation_id, data, occurred_at)
+          SELECT CASE WHEN TG_OP = 'INSERT' THEN 'reservation.held'
+                      WHEN NEW.status = 'CANCELLED' THEN 'reservation.cancelled'
+                      ELSE 'reservation.expired' END,
+                 NEW.id,
+                 json_build_object('id', NEW.id, 'scheduleId', NEW.schedule_id, 'concertId', NEW.concert_id,
+                   'seatNumber', NEW.seat_number, 'price', NEW.price, 'status', NEW.status,
+                   'heldUntil', NEW.held_until, 'createdAt', NEW.created_at,
+                   'paymentId', (SELECT p.id FROM payments p WHERE p.reservation_id = NEW.id))::text,
+                 (extract(epoch FROM clock_timestamp()) * 1000)::bigint
+          WHERE EXISTS (SELECT 1 FROM webhooks);
+          RETURN NULL;
+        END $$
+        """,
+        "CREATE INDEX webhook_events_occurred_at ON webhook_events (occurred_at)",
+        "CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id)",
+    ]
 }

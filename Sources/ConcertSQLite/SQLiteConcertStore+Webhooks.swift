@@ -138,4 +138,26 @@ extension SQLiteConcertStore {
             return db.changesCount
         }
     }
+
+    public func pruneWebhookEvents(before: Timestamp, limit: Int) async throws -> Int {
+        let cutoff = before.milliseconds
+        guard try await read({ db in
+            try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM webhook_events WHERE occurred_at < ? AND dispatched = 1)",
+                              arguments: [cutoff]) ?? false
+        }) else { return 0 }
+        return try await write { db in
+            let ids = try Int64.fetchAll(db, sql: """
+                SELECT e.id FROM webhook_events e
+                WHERE e.occurred_at < ? AND e.dispatched = 1
+                  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id
+                                  AND (d.state = 'PENDING' OR COALESCE(d.delivered_at, d.next_attempt_at) >= ?))
+                ORDER BY e.occurred_at LIMIT ?
+                """, arguments: [cutoff, cutoff, limit])
+            guard !ids.isEmpty else { return 0 }
+            let list = ids.map(String.init).joined(separator: ",")
+            try db.execute(sql: "DELETE FROM webhook_deliveries WHERE event_id IN (\(list))")
+            try db.execute(sql: "DELETE FROM webhook_events WHERE id IN (\(list))")
+            return db.changesCount
+        }
+    }
 }

@@ -451,7 +451,13 @@ public final class SQLiteConcertStore: ConcertStore {
             c.id, c.title, c.artist, c.venue, c.booking_opens_at, c.booking_closes_at,
             (SELECT q.queue_opens_at FROM queue_policies q WHERE q.concert_id = c.id)
             """
-        static let reservation = "id, user_id, schedule_id, concert_id, seat_number, price, status, held_until, created_at"
+        /// Selected `FROM reservations` (unaliased); the payment id comes from the unique
+        /// `payments.reservation_id` (named, else PostgreSQL calls it `id` too and `ORDER BY id`
+        /// is ambiguous).
+        static let reservation = """
+            id, user_id, schedule_id, concert_id, seat_number, price, status, held_until, created_at,
+            (SELECT p.id FROM payments p WHERE p.reservation_id = reservations.id) AS payment_id
+            """
     }
 
     private static func concert(_ row: Row) -> Concert { concert(row, offset: 0) }
@@ -476,7 +482,7 @@ public final class SQLiteConcertStore: ConcertStore {
     private static func reservation(_ row: Row) -> Reservation {
         Reservation(id: row[0], userId: row[1], scheduleId: row[2], concertId: row[3], seatNumber: row[4], price: row[5],
                     storedStatus: ReservationStatus(rawValue: row[6]) ?? .cancelled,
-                    heldUntil: Timestamp(milliseconds: row[7]), createdAt: Timestamp(milliseconds: row[8]))
+                    heldUntil: Timestamp(milliseconds: row[7]), createdAt: Timestamp(milliseconds: row[8]), paymentId: row[9])
     }
 }
 

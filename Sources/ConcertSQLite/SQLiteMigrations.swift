@@ -218,6 +218,31 @@ enum SQLiteMigrations {
                 END;
                 """)
         }
+        // The reservation events' snapshot gains `paymentId` (as the API's Reservation did), and
+        // the retention sweep (`pruneWebhookEvents`) finds old events by time and their deliveries
+        // by event. (PostgreSQL migration 10.)
+        migrator.registerMigration("007_webhook_retention") { db in
+            try db.execute(sql: """
+                DROP TRIGGER webhook_reservation_held;
+                DROP TRIGGER webhook_reservation_ended;
+                CREATE TRIGGER webhook_reservation_held AFTER INSERT ON reservations
+                WHEN NEW.status = 'HELD' AND EXISTS (SELECT 1 FROM webhooks)
+                BEGIN
+                  INSERT INTO webhook_events (type, reservation_id, data, occurred_at)
+                  VALUES ('reservation.held', NEW.id, \(SQLiteMigrations.reservationWithPaymentJSON), \(SQLiteMigrations.nowMilliseconds));
+                END;
+                CREATE TRIGGER webhook_reservation_ended AFTER UPDATE OF status ON reservations
+                WHEN OLD.status <> NEW.status AND (NEW.status = 'CANCELLED' OR (OLD.status = 'HELD' AND NEW.status = 'EXPIRED'))
+                  AND EXISTS (SELECT 1 FROM webhooks)
+                BEGIN
+                  INSERT INTO webhook_events (type, reservation_id, data, occurred_at)
+                  VALUES (CASE NEW.status WHEN 'CANCELLED' THEN 'reservation.cancelled' ELSE 'reservation.expired' END,
+                          NEW.id, \(SQLiteMigrations.reservationWithPaymentJSON), \(SQLiteMigrations.nowMilliseconds));
+                END;
+                CREATE INDEX webhook_events_occurred_at ON webhook_events (occurred_at);
+                CREATE INDEX webhook_deliveries_event ON webhook_deliveries (event_id);
+                """)
+        }
         return migrator
     }
 
@@ -226,6 +251,12 @@ enum SQLiteMigrations {
         json_object('id', NEW.id, 'scheduleId', NEW.schedule_id, 'concertId', NEW.concert_id, \
         'seatNumber', NEW.seat_number, 'price', NEW.price, 'status', NEW.status, 'heldUntil', NEW.held_until, \
         'createdAt', NEW.created_at)
+        """
+    /// `reservationJSON` plus `paymentId` (migration 007): the reservation's payment, if it was paid.
+    private static let reservationWithPaymentJSON = """
+        json_object('id', NEW.id, 'scheduleId', NEW.schedule_id, 'concertId', NEW.concert_id, \
+        'seatNumber', NEW.seat_number, 'price', NEW.price, 'status', NEW.status, 'heldUntil', NEW.held_until, \
+        'createdAt', NEW.created_at, 'paymentId', (SELECT p.id FROM payments p WHERE p.reservation_id = NEW.id))
         """
     private static let paymentJSON = """
         json_object('id', NEW.id, 'reservationId', NEW.reservation_id, 'amount', NEW.amount, 'status', NEW.status, \

@@ -151,4 +151,11 @@ public protocol WebhookStore: Sendable {
     /// Writes down up to `limit` holds that ran out by `now` (HELD → EXPIRED, which fires
     /// `reservation.expired`); returns how many.
     func expireRunOutHolds(now: Timestamp, limit: Int) async throws -> Int
+
+    /// Retention: deletes up to `limit` outbox events (oldest first) that happened before `before`,
+    /// were fanned out, and whose every delivery is finished (DELIVERED or FAILED) since before
+    /// `before`, together with those deliveries; returns how many events. Events not yet fanned out
+    /// and events with a PENDING delivery are never deleted. Safe on every instance at once
+    /// (PostgreSQL skips events another sweep has locked; SQLite serialises writers).
+    func pruneWebhookEvents(before: Timestamp, limit: Int) async throws -> Int
 }

@@ -29,13 +29,30 @@ public enum WebhookSigning {
 /// The body of a delivery, `{"type", "timestamp", "data"}`, rendered from the outbox row's
 /// snapshot in exactly the API's wire shapes (times as `RFC3339.format`).
 public enum WebhookPayload {
+    /// `paymentId` is absent from events written before PostgreSQL migration 10 / SQLite
+    /// `007_webhook_retention` (and null for a reservation never paid).
     struct ReservationSnapshot: Codable {
         var id: Int64, scheduleId: Int64, concertId: Int64, seatNumber: Int, price: Int64, status: String
         var heldUntil: Int64, createdAt: Int64
+        var paymentId: Int64?
     }
     struct ReservationWire: Encodable {
         var id: Int64, scheduleId: Int64, concertId: Int64, seatNumber: Int, price: Int64, status: String
         var heldUntil: String, createdAt: String
+        var paymentId: Int64?
+        enum CodingKeys: String, CodingKey { case id, scheduleId, concertId, seatNumber, price, status, heldUntil, createdAt, paymentId }
+        func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(id, forKey: .id)
+            try c.encode(scheduleId, forKey: .scheduleId)
+            try c.encode(concertId, forKey: .concertId)
+            try c.encode(seatNumber, forKey: .seatNumber)
+            try c.encode(price, forKey: .price)
+            try c.encode(status, forKey: .status)
+            try c.encode(heldUntil, forKey: .heldUntil)
+            try c.encode(createdAt, forKey: .createdAt)
+            try c.encode(paymentId, forKey: .paymentId) // null, never absent, as in the API
+        }
     }
     struct PaymentSnapshot: Codable {
         var id: Int64, reservationId: Int64, amount: Int64, status: String, paidAt: Int64, refundedAt: Int64?
@@ -67,7 +84,8 @@ public enum WebhookPayload {
         case let t where t.hasPrefix("reservation."):
             let s = try decoder.decode(ReservationSnapshot.self, from: raw)
             let wire = ReservationWire(id: s.id, scheduleId: s.scheduleId, concertId: s.concertId, seatNumber: s.seatNumber, price: s.price,
-                                       status: s.status, heldUntil: time(s.heldUntil), createdAt: time(s.createdAt))
+                                       status: s.status, heldUntil: time(s.heldUntil), createdAt: time(s.createdAt),
+                                       paymentId: s.paymentId)
             return Array(try encoder.encode(Envelope(type: type, timestamp: timestamp, data: wire)))
         case let t where t.hasPrefix("payment."):
             let s = try decoder.decode(PaymentSnapshot.self, from: raw)

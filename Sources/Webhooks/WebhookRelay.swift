@@ -17,6 +17,12 @@ public struct WebhookRelayOptions: Sendable {
     /// How often holds that ran out are written down (`reservation.expired` within 5 s).
     public var expirySweepMilliseconds: Int64 = 1_000
     public var expiryBatch = 200
+    /// Retention of finished events (`CONCERT_WEBHOOK_RETENTION_HOURS`): events whose deliveries
+    /// all ended (DELIVERED or FAILED) longer ago than this are deleted; 0 keeps them forever.
+    public var retentionMilliseconds: Int64 = 168 * 3_600_000
+    /// How often the retention sweep runs; each run deletes batches until one comes back short.
+    public var retentionSweepMilliseconds: Int64 = 60_000
+    public var retentionBatch = 500
     public init() {}
 }
 
@@ -51,6 +57,7 @@ public struct WebhookRelay: Service {
                 group.addTask { await relayLoop() }
                 group.addTask { await expiryLoop() }
                 group.addTask { await gaugeLoop() }
+                if options.retentionMilliseconds > 0 { group.addTask { await retentionLoop() } }
                 await group.waitForAll()
             }
         }
@@ -142,6 +149,33 @@ public struct WebhookRelay: Service {
             }
             try? await Task.sleep(for: .milliseconds(options.expirySweepMilliseconds))
         }
+    }
+
+    func retentionLoop() async {
+        while !Task.isCancelled {
+            do {
+                try await pruneFinishedEvents()
+            } catch {
+                logger.debug("webhook retention sweep failed", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .milliseconds(options.retentionSweepMilliseconds))
+        }
+    }
+
+    /// One retention sweep: deletes finished events older than the retention, in batches, until a
+    /// batch comes back short; returns how many. Every instance sweeps; the store makes that safe.
+    @discardableResult
+    public func pruneFinishedEvents() async throws -> Int {
+        guard options.retentionMilliseconds > 0 else { return 0 }
+        var total = 0
+        while !Task.isCancelled {
+            let before = clock.now().adding(milliseconds: -options.retentionMilliseconds)
+            let pruned = try await store.pruneWebhookEvents(before: before, limit: options.retentionBatch)
+            if pruned > 0 { Counter(label: "concertd_webhook_events_pruned_total").increment(by: pruned) }
+            total += pruned
+            if pruned < options.retentionBatch { break }
+        }
+        return total
     }
 
     func gaugeLoop() async {

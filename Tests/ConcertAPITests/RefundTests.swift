@@ -32,6 +32,11 @@ struct RefundTests {
             let paymentId = paid.int("id")!
             let shown = try await api.call(.get, "/v1/payments/\(paymentId)", user: 5)
             #expect(shown.string("status") == "PAID" && shown["refundedAt"] is NSNull)
+            // The reservation names its payment (what the fan page's refund button needs), listed too.
+            let confirmed = try await api.call(.get, "/v1/reservations/\(reservationId)", user: 5)
+            #expect(confirmed.string("status") == "CONFIRMED" && confirmed.int("paymentId") == paymentId)
+            let listed = try await api.call(.get, "/v1/reservations", user: 5).array("reservations")
+            #expect((listed.first?["paymentId"] as? NSNumber)?.int64Value == paymentId)
 
             let refunded = try await refund(api, paymentId, user: 5)
             #expect(refunded.status == 201, "\(refunded.json)")
@@ -43,7 +48,8 @@ struct RefundTests {
 
             let after = try await api.call(.get, "/v1/payments/\(paymentId)", user: 5)
             #expect(after.string("status") == "REFUNDED" && after.string("refundedAt") == refunded.string("refundedAt"))
-            #expect(try await api.call(.get, "/v1/reservations/\(reservationId)", user: 5).string("status") == "CANCELLED")
+            let cancelled = try await api.call(.get, "/v1/reservations/\(reservationId)", user: 5)
+            #expect(cancelled.string("status") == "CANCELLED" && cancelled.int("paymentId") == paymentId, "still names the refunded payment")
             #expect(try await api.call(.get, "/v1/points", user: 5).int("balance") == 5000)
             let history = try await api.call(.get, "/v1/points/history", user: 5).array("entries")
             #expect(history.first?["type"] as? String == "REFUND" && history.first?["amount"] as? Int == 3000)

@@ -1,6 +1,8 @@
 import ConcertAPI
 import ConcertDomain
+import ConcertStore
 import Foundation
+import Logging
 import Synchronization
 import Testing
 import Webhooks
@@ -227,4 +229,136 @@ struct WebhookTests {
             }
         }
     }
+
+    @Test(arguments: TestBackend.all) func aRefundedSeatsEventNamesItsPaymentAsTheAPIDoes(backend: TestBackend) async throws {
+        let receiver = try await WebhookReceiver()
+        defer { Task { await receiver.close() } }
+        try await withAPI(backend, configure: { Self.allowingLoopback(&$0) }) { api in
+            _ = try await api.registerWebhook(receiver.url, events: ["reservation.cancelled"])
+            let concert = try await api.openConcert(price: 300)
+            let token = try await api.activeToken(concert.concertId, user: 5)
+            _ = try await api.charge(1000, user: 5)
+            let reservation = try await api.hold(concert.scheduleId, seat: 1, user: 5, token: token).int("id")!
+            let payment = try await api.pay(reservation, user: 5, token: token).int("id")!
+            #expect(try await api.call(.post, "/v1/payments/\(payment)/refund", user: 5).status == 201)
+            let got = try await receiver.waitForAcknowledged(1)
+            let event = try #require(got.first)
+            #expect(event.type == "reservation.cancelled" && (event.data["paymentId"] as? Int) == Int(payment))
+            let now = try await api.call(.get, "/v1/reservations/\(reservation)", user: 5).json
+            #expect(NSDictionary(dictionary: event.data).isEqual(to: now), "\(event.data) vs \(now)")
+        }
+    }
+
+    @Test(arguments: TestBackend.all) func finishedEventsGoAfterTheRetentionAndUndeliveredOnesStay(backend: TestBackend) async throws {
+        let receiver = try await WebhookReceiver()
+        let down = try await WebhookReceiver(status: 503)
+        defer { Task { await receiver.close(); await down.close() } }
+        try await withAPI(backend, configure: {
+            Self.allowingLoopback(&$0)
+            $0.rules.holdMilliseconds = 3 * 3_600_000
+            $0.webhookRetentionMilliseconds = 10 * 60_000
+            $0.webhookRetentionSweepMilliseconds = 20
+        }) { api in
+            _ = try await api.registerWebhook(receiver.url, events: ["reservation.held", "reservation.cancelled"])
+            _ = try await api.registerWebhook(down.url, events: ["reservation.held"])
+            let concert = try await api.openConcert()
+            let token = try await api.activeToken(concert.concertId, user: 5)
+            let first = try await api.hold(concert.scheduleId, seat: 1, user: 5, token: token).int("id")!
+            let second = try await api.hold(concert.scheduleId, seat: 2, user: 5, token: token).int("id")!
+            #expect(try await api.call(.delete, "/v1/reservations/\(first)", user: 5).status == 204)
+            // Delivered: both holds and the first cancellation to the receiver; the holds' events
+            // also wait for the receiver that is down (retried, PENDING).
+            #expect(try await receiver.waitForAcknowledged(3).count == 3)
+            for _ in 0..<400 where down.received.count < 2 { try await Task.sleep(for: .milliseconds(25)) }
+            #expect(down.received.count >= 2, "the holds were tried at the receiver that is down")
+            func deliveries() async throws -> [[String: Any]] {
+                try await api.call(.get, "/v1/admin/webhooks/deliveries", user: 1, admin: true).array("deliveries")
+            }
+            let before = try await deliveries()
+            #expect(before.count == 5)
+            let oldCancellation = try #require(before.first { $0["type"] as? String == "reservation.cancelled" }?["eventId"] as? String)
+
+            // Twenty minutes on, past the ten minutes' retention: the delivered cancellation goes;
+            // the holds' events stay (a delivery of each is still being retried); a cancellation
+            // now is delivered now and stays.
+            api.clock.advance(seconds: 20 * 60)
+            #expect(try await api.call(.delete, "/v1/reservations/\(second)", user: 5).status == 204)
+            #expect(try await receiver.waitForAcknowledged(4).count == 4)
+            var left: [[String: Any]] = []
+            for _ in 0..<400 {
+                left = try await deliveries()
+                // (The receiver's answer is recorded just after it was sent: wait for both.)
+                if left.count == 5, !left.contains(where: { $0["eventId"] as? String == oldCancellation }),
+                   left.filter({ $0["state"] as? String == "PENDING" }).count == 2 { break }
+                try await Task.sleep(for: .milliseconds(25))
+            }
+            #expect(!left.contains { $0["eventId"] as? String == oldCancellation }, "the old delivered event was deleted: \(left)")
+            #expect(left.count == 5, "\(left)")
+            #expect(left.filter { $0["state"] as? String == "PENDING" }.count == 2, "undelivered ones stay")
+            #expect(left.filter { $0["type"] as? String == "reservation.cancelled" }.count == 1, "the recent one stays")
+            let metrics = String(decoding: try await api.call(.get, "/metrics").bytes, as: UTF8.self)
+            #expect(metrics.contains("concertd_webhook_events_pruned_total"))
+        }
+    }
+
+    @Test func theRetentionSweepUsesTheClockDeletesInBatchesAndZeroKeepsEverything() async throws {
+        let store = PruneRecordingStore(remaining: 1_234)
+        let clock = ManualClock()
+        var options = WebhookRelayOptions()
+        options.retentionMilliseconds = 3 * 3_600_000
+        options.retentionBatch = 500
+        let guardrail = WebhookAddressGuard(resolver: LoopbackOnlyWebhookResolver(), allowPrivate: true)
+        let relay = WebhookRelay(store: store, guard: guardrail, clock: clock.clock, options: options, logger: Logger(label: "test"))
+        #expect(try await relay.pruneFinishedEvents() == 1_234)
+        #expect(store.calls.map(\.limit) == [500, 500, 500], "batches until one comes back short")
+        #expect(store.calls.allSatisfy { $0.before == clock.now.adding(milliseconds: -3 * 3_600_000) })
+
+        options.retentionMilliseconds = 0
+        let keeping = PruneRecordingStore(remaining: 10)
+        let forever = WebhookRelay(store: keeping, guard: guardrail, clock: clock.clock, options: options, logger: Logger(label: "test"))
+        #expect(try await forever.pruneFinishedEvents() == 0)
+        #expect(keeping.calls.isEmpty, "0 keeps events forever: the store is never asked")
+    }
+
+    @Test func theRetentionSettingIsValidated() throws {
+        #expect(try AppConfig.fromEnvironment([:]).webhookRetentionMilliseconds == 168 * 3_600_000)
+        #expect(try AppConfig.fromEnvironment(["CONCERT_WEBHOOK_RETENTION_HOURS": "0"]).webhookRetentionMilliseconds == 0)
+        #expect(try AppConfig.fromEnvironment(["CONCERT_WEBHOOK_RETENTION_HOURS": "24"]).webhookRetentionMilliseconds == 24 * 3_600_000)
+        for bad in ["-1", "1.5", "week", "87601"] {
+            do {
+                _ = try AppConfig.fromEnvironment(["CONCERT_WEBHOOK_RETENTION_HOURS": bad])
+                Issue.record("\(bad) was accepted")
+            } catch {
+                #expect("\(error)" == "CONCERT_WEBHOOK_RETENTION_HOURS must be an integer in 0...87600, got '\(bad)'")
+            }
+        }
+    }
+}
+
+/// A webhook store that only counts retention calls: `remaining` finished events, handed out
+/// `limit` at a time.
+private final class PruneRecordingStore: WebhookStore, Sendable {
+    private let state: Mutex<(remaining: Int, calls: [(before: Timestamp, limit: Int)])>
+    init(remaining: Int) { state = Mutex((remaining, [])) }
+    var calls: [(before: Timestamp, limit: Int)] { state.withLock { $0.calls } }
+
+    func pruneWebhookEvents(before: Timestamp, limit: Int) async throws -> Int {
+        state.withLock { state in
+            state.calls.append((before, limit))
+            let pruned = min(limit, state.remaining)
+            state.remaining -= pruned
+            return pruned
+        }
+    }
+    func createWebhook(url: String, events: [String], secret: String, now: Timestamp) async throws -> Webhook {
+        Webhook(id: 1, url: url, events: events, secret: secret, createdAt: now)
+    }
+    func webhooks() async throws -> [Webhook] { [] }
+    func deleteWebhook(id: Int64) async throws -> Bool { false }
+    func dispatchWebhookEvents(now: Timestamp, limit: Int) async throws -> Int { 0 }
+    func claimWebhookDeliveries(now: Timestamp, leaseMilliseconds: Int64, limit: Int) async throws -> [WebhookDelivery] { [] }
+    func recordWebhookAttempt(_ delivery: WebhookDelivery, outcome: WebhookAttemptOutcome, now: Timestamp) async throws {}
+    func webhookBacklog() async throws -> WebhookBacklog { WebhookBacklog(undispatchedEvents: 0, pendingDeliveries: 0, oldest: nil) }
+    func recentWebhookDeliveries(limit: Int) async throws -> [WebhookDeliveryRecord] { [] }
+    func expireRunOutHolds(now: Timestamp, limit: Int) async throws -> Int { 0 }
 }

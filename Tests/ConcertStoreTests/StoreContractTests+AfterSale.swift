@@ -42,6 +42,30 @@ extension StoreContractTests {
         }
     }
 
+    @Test("reservations name their payment once paid, also after its refund; never-paid ones name none", arguments: Engine.available)
+    func reservationsNameTheirPayment(engine: Engine) async throws {
+        try await withStore(engine) { store in
+            let (_, schedule) = try await makeOpenSchedule(store, price: 1000)
+            let held = try await store.hold(holdRequest(user: 3, schedule: schedule, seat: 1))
+            #expect(held.paymentId == nil)
+            #expect(try await store.reservation(id: held.id, userId: 3)?.paymentId == nil)
+            let cancelled = try await store.hold(holdRequest(user: 3, schedule: schedule, seat: 2))
+            #expect(try await store.cancel(reservationId: cancelled.id, userId: 3, now: now).paymentId == nil)
+            let paid = try await paidSeat(store, user: 3, schedule: schedule, seat: 3, points: 5000)
+            let refunded = try await paidSeat(store, user: 3, schedule: schedule, seat: 4, points: 0)
+            _ = try await store.refund(userId: 3, paymentId: refunded.payment.id, now: now, rules: rules, idempotency: nil)
+
+            let confirmed = try #require(try await store.reservation(id: paid.payment.reservationId, userId: 3))
+            #expect(confirmed.storedStatus == .confirmed && confirmed.paymentId == paid.payment.id)
+            let afterRefund = try #require(try await store.reservation(id: refunded.payment.reservationId, userId: 3))
+            #expect(afterRefund.storedStatus == .cancelled && afterRefund.paymentId == refunded.payment.id)
+            let listed = try await store.reservations(userId: 3)
+            #expect(listed.map(\.id) == [refunded.payment.reservationId, paid.payment.reservationId, cancelled.id, held.id])
+            #expect(listed.map(\.paymentId) == [refunded.payment.id, paid.payment.id, nil, nil])
+            #expect(try await store.reservations(userId: 4).isEmpty, "another user's payments name nothing of theirs")
+        }
+    }
+
     @Test("refund: a second one, another user's, unknown; nothing changes", arguments: Engine.available)
     func refundRejections(engine: Engine) async throws {
         try await withStore(engine) { store in

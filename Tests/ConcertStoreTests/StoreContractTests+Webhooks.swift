@@ -135,7 +135,11 @@ extension StoreContractTests {
             #expect(held["seatNumber"] as? Int == 1 && held["price"] as? Int == 700)
             #expect((held["heldUntil"] as? NSNumber)?.int64Value == cancelled.heldUntil.milliseconds)
             #expect((held["createdAt"] as? NSNumber)?.int64Value == cancelled.createdAt.milliseconds)
-            #expect(snapshot(deliveries[1])["status"] as? String == "CANCELLED")
+            #expect(held["paymentId"] is NSNull, "a hold has no payment, and says so")
+            #expect(snapshot(deliveries[1])["status"] as? String == "CANCELLED" && snapshot(deliveries[1])["paymentId"] is NSNull)
+            let refundedReservation = snapshot(deliveries[7])
+            #expect(refundedReservation["status"] as? String == "CANCELLED" && refundedReservation["id"] as? Int == Int(paid.id))
+            #expect(refundedReservation["paymentId"] as? Int == Int(receipt.payment.id), "the refunded seat names its payment")
             let payment = snapshot(deliveries[3])
             #expect(payment["id"] as? Int == Int(receipt.payment.id) && payment["reservationId"] as? Int == Int(paid.id))
             #expect(payment["amount"] as? Int == 700 && payment["status"] as? String == "PAID" && payment["refundedAt"] is NSNull)
@@ -207,6 +211,65 @@ extension StoreContractTests {
             // Deleting a webhook drops its deliveries.
             #expect(try await store.deleteWebhook(id: holds.id))
             #expect(try await store.webhookBacklog().pendingDeliveries == 0)
+        }
+    }
+
+    @Test("retention: old finished events go with their deliveries, in batches; undelivered and recent ones stay",
+          arguments: Engine.available)
+    func retentionPrunesOnlyFinishedOldEvents(engine: Engine) async throws {
+        let hour: Int64 = 3_600_000
+        try await withStore(engine) { store in
+            let (_, schedule) = try await makeOpenSchedule(store)
+            let hook = try await store.createWebhook(url: "https://a.example/", events: ["reservation.held"], secret: "whsec_a", now: now)
+            // Fanned out at `now`: seats 1-3 delivered at once, seat 4 failed for good, seat 5
+            // still being retried, seat 6 delivered only later, seat 7 delivered to one webhook
+            // and still pending for another.
+            let other = try await store.createWebhook(url: "https://b.example/", events: ["reservation.held"], secret: "whsec_b", now: now)
+            var reservationBySeat: [Int: Int64] = [:]
+            for seat in 1...7 { reservationBySeat[seat] = try await store.hold(holdRequest(user: Int64(seat), schedule: schedule, seat: seat)).id }
+            #expect(try await store.dispatchWebhookEvents(now: now, limit: 100) == 7)
+            let claimed = try await store.claimWebhookDeliveries(now: now, leaseMilliseconds: 30_000, limit: 100)
+            #expect(claimed.count == 14)
+            func seat(of delivery: WebhookDelivery) -> Int {
+                reservationBySeat.first { $0.value == Int64(snapshot(delivery)["id"] as? Int ?? 0) }?.key ?? 0
+            }
+            for delivery in claimed {
+                let outcome: WebhookAttemptOutcome
+                switch seat(of: delivery) {
+                case 4: outcome = .failed(status: 500, error: "given up")
+                case 5: outcome = .retry(at: at(day), status: 500, error: "HTTP 500")
+                case 6: outcome = .retry(at: at(2 * hour), status: 500, error: "HTTP 500")
+                case 7 where delivery.webhookId == other.id: outcome = .retry(at: at(day), status: 503, error: "HTTP 503")
+                default: outcome = .delivered(status: 204)
+                }
+                try await store.recordWebhookAttempt(delivery, outcome: outcome, now: at(minute))
+            }
+            let late = try await store.claimWebhookDeliveries(now: at(2 * hour), leaseMilliseconds: 30_000, limit: 100)
+            #expect(late.map(seat(of:)) == [6, 6])
+            for delivery in late { try await store.recordWebhookAttempt(delivery, outcome: .delivered(status: 200), now: at(2 * hour)) }
+            // A hold after the fan-out: its event waits undispatched.
+            reservationBySeat[8] = try await store.hold(holdRequest(user: 8, schedule: schedule, seat: 8)).id
+
+            // Nothing finished before `now` (every delivery ended at now + 1 minute or later).
+            #expect(try await store.pruneWebhookEvents(before: now, limit: 100) == 0)
+            // Keep an hour: seats 1-4 ended at now + 1 minute, so they go, two per batch.
+            #expect(try await store.pruneWebhookEvents(before: at(hour), limit: 2) == 2)
+            #expect(try await store.pruneWebhookEvents(before: at(hour), limit: 2) == 2)
+            #expect(try await store.pruneWebhookEvents(before: at(hour), limit: 2) == 0)
+            var left = try await store.recentWebhookDeliveries(limit: 100)
+            #expect(Set(left.map(\.eventId)).count == 3, "seats 5, 6 and 7 keep their events")
+            #expect(left.count == 6 && left.allSatisfy { [hook.id, other.id].contains($0.webhookId) })
+            #expect(try await store.webhookBacklog().undispatchedEvents == 1, "the undispatched event stays")
+            // Much later: seat 6 (delivered at now + 2 h) goes too; seats 5 and 7 are still pending,
+            // and the undispatched one is never touched.
+            #expect(try await store.pruneWebhookEvents(before: at(30 * day), limit: 100) == 1)
+            left = try await store.recentWebhookDeliveries(limit: 100)
+            #expect(left.count == 4 && left.filter { $0.state == "PENDING" }.count == 3)
+            let backlog = try await store.webhookBacklog()
+            #expect(backlog.undispatchedEvents == 1 && backlog.pendingDeliveries == 3)
+            // What stays still works: the undispatched event fans out and is delivered.
+            let rest = try await drain(store, at: at(30 * day))
+            #expect(rest.map(seat(of:)).sorted() == [5, 5, 7, 8, 8])
         }
     }
 }

@@ -28,6 +28,34 @@ extension StoreRaceTests {
         }
     }
 
+    @Test("retention sweeps on several instances at once: every finished event deleted once, no errors", arguments: Engine.available)
+    func concurrentRetentionSweeps(engine: Engine) async throws {
+        try await withStores(engine, count: 2) { stores in
+            let (_, schedule) = try await makeOpenSchedule(stores[0], seats: 200)
+            _ = try await stores[0].createWebhook(url: "https://a.example/", events: ["reservation.held"], secret: "whsec_a", now: now)
+            for seat in 1...200 {
+                _ = try await stores[0].hold(holdRequest(user: Int64(seat), schedule: schedule, seat: seat))
+            }
+            #expect(try await stores[0].dispatchWebhookEvents(now: now, limit: 1000) == 200)
+            for delivery in try await stores[0].claimWebhookDeliveries(now: now, leaseMilliseconds: 60_000, limit: 1000) {
+                try await stores[0].recordWebhookAttempt(delivery, outcome: .delivered(status: 200), now: now)
+            }
+            let (outcomes, elapsed) = await race(8) { index in
+                var total = 0
+                while true {
+                    let pruned = try await stores[index % 2].pruneWebhookEvents(before: at(day), limit: 7)
+                    total += pruned
+                    if pruned == 0 { return total }
+                }
+            }
+            report("retention sweeps", engine, 8, elapsed)
+            expectOnlyDomainErrors(outcomes)
+            #expect(outcomes.compactMap(\.value).reduce(0, +) == 200, "each event deleted by exactly one sweep")
+            #expect(try await stores[1].recentWebhookDeliveries(limit: 10).isEmpty)
+            #expect(try await stores[1].pruneWebhookEvents(before: at(day), limit: 7) == 0)
+        }
+    }
+
     @Test("two cancels of one date race refunds, holds and payments on it: every seat refunded once",
           arguments: Engine.available)
     func racingCancelsOfOneSchedule(engine: Engine) async throws {

@@ -705,8 +705,6 @@
     }
 
     const payKey = () => "paykey." + CT.auth.userId() + "." + reservationId;
-    // The payment of this reservation, remembered from the payment's answer, for its refund.
-    const paymentKey = () => "payment." + CT.auth.userId() + "." + reservationId;
     const refundKey = () => "refundkey." + CT.auth.userId() + "." + reservationId;
 
     function render() {
@@ -724,8 +722,10 @@
       if (r.status === "CONFIRMED") {
         parts.push(CT.ui.notice("success", "Paid. Seat " + r.seatNumber + " is yours.",
           h("div", { class: "notice-actions" }, h("a", { href: "#/reservations", class: "button button-small" }, "My reservations"))));
-        const paymentId = CT.store.get(paymentKey());
-        if (Number.isSafeInteger(Number(paymentId)) && Number(paymentId) > 0) parts.push(refundPanel(Number(paymentId)));
+        // The reservation names its payment (wherever it was paid); the server refuses a refund
+        // after the cutoff with a readable REFUND_NOT_ALLOWED.
+        const paymentId = fan.paymentIdOf(r);
+        if (paymentId) parts.push(refundPanel(paymentId));
         replace(main, ...parts);
         return;
       }
@@ -810,7 +810,6 @@
         if (!view.alive) return;
         if (!error.retryable) CT.store.remove(refundKey());
         if (error.code === "PAYMENT_ALREADY_REFUNDED") {
-          CT.store.remove(paymentKey());
           load();
           return;
         }
@@ -818,7 +817,6 @@
         return;
       }
       CT.store.remove(refundKey());
-      CT.store.remove(paymentKey());
       reservation = Object.assign({}, reservation, { status: "CANCELLED" });
       render();
       append(main, CT.ui.notice("success", "Refunded " + CT.ui.points(data.amount) + ". Your balance is now " +
@@ -870,9 +868,8 @@
         return;
       }
       CT.store.remove(payKey());
-      if (Number.isSafeInteger(Number(data.id))) CT.store.set(paymentKey(), Number(data.id));
       fan.dropTicket(r.concertId); // paying ends the turn in line
-      reservation = Object.assign({}, r, { status: "CONFIRMED" });
+      reservation = Object.assign({}, r, { status: "CONFIRMED", paymentId: data.id });
       render();
       if (typeof data.balance === "number") {
         append(main, CT.ui.notice("info", "Your balance is now " + CT.ui.points(data.balance) + "."));
@@ -880,6 +877,12 @@
     }
 
     load();
+  };
+
+  /** The payment id a reservation names (`paymentId`, once paid), or null. */
+  fan.paymentIdOf = function (reservation) {
+    const id = Number(reservation && reservation.paymentId);
+    return Number.isSafeInteger(id) && id > 0 ? id : null;
   };
 
   // ---- my reservations -----------------------------------------------------------------
@@ -919,7 +922,7 @@
             onclick: (event) => cancel(r, event.currentTarget),
           }, "Cancel hold"));
         }
-        if (r.status === "CONFIRMED" && CT.store.get("payment." + CT.auth.userId() + "." + r.id)) {
+        if (r.status === "CONFIRMED" && fan.paymentIdOf(r)) {
           actions.appendChild(h("a", { href: "#/checkout/" + r.id, class: "button button-small button-secondary", "data-action": "open-refund" },
             "Refund…"));
         }

@@ -72,7 +72,7 @@ public final class PostgresConcertStore: ConcertStore {
     /// round trip. A schedule can be cancelled (on any instance): an entry then goes stale, which
     /// is why `concertd_hold`, `concertd_pay` and the seat map check `cancelled_at` in SQL; a
     /// cancel on this instance drops its entry at once.
-    private let scheduleFacts = Mutex<[Int64: ScheduleFacts]>([:])
+    let scheduleFacts = Mutex<[Int64: ScheduleFacts]>([:])
     private static let scheduleFactsLimit = 10_000
     private let holdBatcher: WriteBatcher<HoldItem, HoldOutcome>
 
@@ -353,210 +353,9 @@ public final class PostgresConcertStore: ConcertStore {
         }
     }
 
-    // MARK: Wallet
-
-    public func balance(userId: Int64) async throws -> Int64 {
-        try await first("SELECT balance FROM users WHERE id = \(userId)", as: Int64.self) ?? 0
-    }
-
-    public func charge(userId: Int64, amount: Int64, now: Timestamp, rules: BookingRules,
-                       idempotency: IdempotentCompletion<Int64>?) async throws -> Int64 {
-        // The amount's own limits do not depend on the balance: check them before any I/O.
-        try WalletPolicy.checkCharge(amount: amount, balance: 0, rules: rules)
-        let answer = try AnswerTemplate(idempotency, placeholder: AnswerTemplate.marker(0))
-        let logger = self.logger
-        let row = try await autocommit { connection in
-            try await connection.query("""
-                SELECT o_outcome, o_balance FROM concertd_charge(\(userId), \(amount), \(BookingRules.maxBalance), \(now.milliseconds),
-                  \(answer?.key), \(answer?.claimedAt), \(answer?.status), \(answer?.body), \(answer?.marks))
-                """, logger: logger).collect().first
-        }
-        guard let row else { throw PostgresStoreError("concertd_charge answered no row") }
-        let (outcome, balance) = try row.decode((String, Int64).self)
-        switch outcome {
-        case "CHARGED":
-            return balance
-        case "OVER_MAX_BALANCE":
-            // The wallet rule says why (it refuses: the function found the balance too high).
-            try WalletPolicy.checkCharge(amount: amount, balance: balance, rules: rules)
-            throw PostgresStoreError("concertd_charge refused a charge the wallet rule allows (balance \(balance))")
-        default:
-            throw PostgresStoreError("concertd_charge answered \(outcome)")
-        }
-    }
-
-    public func history(userId: Int64) async throws -> [PointEntry] {
-        try await rows("""
-            SELECT id, type, amount, balance_after, created_at FROM point_entries WHERE user_id = \(userId) ORDER BY id DESC
-            """).map { row in
-            let (id, type, amount, balanceAfter, createdAt) = try row.decode((Int64, String, Int64, Int64, Int64).self)
-            return PointEntry(id: id, type: PointEntryType(rawValue: type) ?? .charge, amount: amount,
-                              balanceAfter: balanceAfter, createdAt: Timestamp(milliseconds: createdAt))
-        }
-    }
-
-    // MARK: Payments
-
-    public func pay(userId: Int64, reservationId: Int64, now: Timestamp,
-                    idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt {
-        let placeholder = PaymentReceipt(
-            payment: Payment(id: AnswerTemplate.marker(0), userId: userId, reservationId: reservationId,
-                             amount: AnswerTemplate.marker(1), paidAt: now),
-            balance: AnswerTemplate.marker(2), concertId: 0)
-        let answer = try AnswerTemplate(idempotency, placeholder: placeholder, markers: 3)
-        let logger = self.logger
-        let row = try await autocommit { connection in
-            try await connection.query("""
-                SELECT o_outcome, o_payment, o_amount, o_balance, o_concert FROM concertd_pay(\(userId), \(reservationId), \(now.milliseconds),
-                  \(answer?.key), \(answer?.claimedAt), \(answer?.status), \(answer?.body), \(answer?.marks))
-                """, logger: logger).collect().first
-        }
-        guard let row else { throw PostgresStoreError("concertd_pay answered no row") }
-        let (outcome, paymentId, amount, balance, concertId) = try row.decode((String, Int64?, Int64?, Int64?, Int64?).self)
-        switch (outcome, paymentId, amount, balance, concertId) {
-        case ("PAID", let id?, let amount?, let balance?, let concertId?):
-            return PaymentReceipt(payment: Payment(id: id, userId: userId, reservationId: reservationId, amount: amount, paidAt: now),
-                                  balance: balance, concertId: concertId)
-        case ("INSUFFICIENT_POINTS", _, let price?, let balance?, _):
-            try WalletPolicy.checkPayment(price: price, balance: balance)
-            throw PostgresStoreError("concertd_pay refused a payment the wallet rule allows (balance \(balance), price \(price))")
-        case ("RESERVATION_NOT_FOUND", _, _, _, _): throw DomainError.reservationNotFound
-        case ("RESERVATION_ALREADY_PAID", _, _, _, _): throw DomainError.reservationAlreadyPaid
-        case ("RESERVATION_EXPIRED", _, _, _, _): throw DomainError.reservationExpired
-        case ("RESERVATION_NOT_HELD", _, _, _, _): throw DomainError.reservationNotHeld
-        default: throw PostgresStoreError("concertd_pay answered \(outcome)")
-        }
-    }
-
-    public func payment(id: Int64, userId: Int64) async throws -> Payment? {
-        try await rows("""
-            SELECT id, user_id, reservation_id, amount, paid_at, status, refunded_at FROM payments WHERE id = \(id) AND user_id = \(userId)
-            """).first.map { row in
-                let (id, userId, reservationId, amount, paidAt, status, refundedAt) =
-                    try row.decode((Int64, Int64, Int64, Int64, Int64, String, Int64?).self)
-                return Payment(id: id, userId: userId, reservationId: reservationId, amount: amount, paidAt: Timestamp(milliseconds: paidAt),
-                               status: PaymentStatus(rawValue: status) ?? .refunded, refundedAt: refundedAt.map(Timestamp.init(milliseconds:)))
-            }
-    }
-
-    // MARK: Refunds and cancelled dates
-
-    public func refund(userId: Int64, paymentId: Int64, now: Timestamp, rules: BookingRules,
-                       idempotency: IdempotentCompletion<RefundReceipt>?) async throws -> RefundReceipt {
-        // What only the write knows (the entry id, the reservation, the amount, the balance after)
-        // is rendered as markers 0...3; see `AnswerTemplate`.
-        let placeholder = RefundReceipt(entryId: AnswerTemplate.marker(0), paymentId: paymentId, reservationId: AnswerTemplate.marker(1),
-                                        amount: AnswerTemplate.marker(2), refundedAt: now, balance: AnswerTemplate.marker(3),
-                                        scheduleId: 0, concertId: 0)
-        let answer = try AnswerTemplate(idempotency, placeholder: placeholder, markers: 4)
-        let logger = self.logger
-        let row = try await autocommit { connection in
-            try await connection.query("""
-                SELECT o_outcome, o_entry, o_reservation, o_amount, o_balance, o_schedule, o_concert
-                FROM concertd_refund(\(userId), \(paymentId), \(now.milliseconds), \(rules.refundCutoffMilliseconds),
-                  \(answer?.key), \(answer?.claimedAt), \(answer?.status), \(answer?.body), \(answer?.marks))
-                """, logger: logger).collect().first
-        }
-        guard let row else { throw PostgresStoreError("concertd_refund answered no row") }
-        let (outcome, entry, reservation, amount, balance, schedule, concert) =
-            try row.decode((String, Int64?, Int64?, Int64?, Int64?, Int64?, Int64?).self)
-        switch (outcome, entry, reservation, amount, balance, schedule, concert) {
-        case ("REFUNDED", let entry?, let reservation?, let amount?, let balance?, let schedule?, let concert?):
-            return RefundReceipt(entryId: entry, paymentId: paymentId, reservationId: reservation, amount: amount, refundedAt: now,
-                                 balance: balance, scheduleId: schedule, concertId: concert)
-        case ("PAYMENT_NOT_FOUND", _, _, _, _, _, _): throw DomainError.paymentNotFound
-        case ("PAYMENT_ALREADY_REFUNDED", _, _, _, _, _, _): throw DomainError.paymentAlreadyRefunded
-        case ("REFUND_NOT_ALLOWED", _, _, _, _, _, _): throw DomainError.refundNotAllowed
-        default: throw PostgresStoreError("concertd_refund answered \(outcome)")
-        }
-    }
-
-    public func cancelSchedule(id: Int64, now: Timestamp) async throws -> ScheduleCancellation {
-        let logger = self.logger
-        let row = try await autocommit { connection in
-            try await connection.query("""
-                SELECT o_outcome, o_concert, o_refunded, o_released FROM concertd_cancel_schedule(\(id), \(now.milliseconds))
-                """, logger: logger).collect().first
-        }
-        guard let row else { throw PostgresStoreError("concertd_cancel_schedule answered no row") }
-        let (outcome, concert, refunded, released) = try row.decode((String, Int64?, Int64, Int64).self)
-        scheduleFacts.withLock { _ = $0.removeValue(forKey: id) }
-        switch (outcome, concert) {
-        case ("CANCELLED", let concert?), ("ALREADY_CANCELLED", let concert?):
-            return ScheduleCancellation(scheduleId: id, concertId: concert, refunded: Int(refunded), released: Int(released))
-        case ("SCHEDULE_NOT_FOUND", _): throw DomainError.scheduleNotFound
-        default: throw PostgresStoreError("concertd_cancel_schedule answered \(outcome)")
-        }
-    }
-
-    // MARK: Idempotency
-
-    public func claim(userId: Int64, key: String, fingerprint: String, now: Timestamp,
-                      leaseMilliseconds: Int64, retentionMilliseconds: Int64) async throws -> IdempotencyClaim {
-        let logger = self.logger
-        let t = now.milliseconds
-        // A key seen for the first time (the usual case) is claimed in one statement; the
-        // primary key arbitrates between concurrent first claims.
-        let claimed = try await first("""
-            INSERT INTO idempotency_keys (user_id, key, fingerprint, state, created_at)
-            VALUES (\(userId), \(key), \(fingerprint), 'RUNNING', \(t))
-            ON CONFLICT (user_id, key) DO NOTHING
-            RETURNING 1
-            """, as: Int.self)
-        if claimed != nil { return .proceed }
-        return try await transaction { connection in
-            // A release can delete the row between the insert and the select; then try again.
-            for _ in 0..<3 {
-                // The primary key arbitrates between concurrent first claims of a key.
-                let inserted = try await Self.first(on: connection, logger: logger, """
-                    INSERT INTO idempotency_keys (user_id, key, fingerprint, state, created_at)
-                    VALUES (\(userId), \(key), \(fingerprint), 'RUNNING', \(t))
-                    ON CONFLICT (user_id, key) DO NOTHING
-                    RETURNING 1
-                    """, as: Int.self)
-                if inserted != nil { return .proceed }
-                guard let row = try await connection.query("""
-                    SELECT fingerprint, state, response_status, response_body, created_at
-                    FROM idempotency_keys WHERE user_id = \(userId) AND key = \(key) FOR UPDATE
-                    """, logger: logger).collect().first else { continue }
-                let (storedFingerprint, state, status, body, createdAt) = try row.decode((String, String, Int?, ByteBuffer?, Int64).self)
-                if createdAt + retentionMilliseconds > t {
-                    let stored = StoredIdempotency(fingerprint: storedFingerprint, done: state == "DONE", status: status,
-                                                   body: body.map { Array($0.readableBytesView) }, createdAt: createdAt)
-                    if let decided = stored.decide(fingerprint: fingerprint, now: t, leaseMilliseconds: leaseMilliseconds) {
-                        return decided
-                    }
-                }
-                // Past its retention, or an abandoned claim past its lease: take it over.
-                try await connection.query("""
-                    UPDATE idempotency_keys SET fingerprint = \(fingerprint), state = 'RUNNING', response_status = NULL,
-                      response_body = NULL, created_at = \(t)
-                    WHERE user_id = \(userId) AND key = \(key)
-                    """, logger: logger)
-                return .proceed
-            }
-            throw PostgresStoreError("idempotency key \(key) kept vanishing while being claimed")
-        }
-    }
-
-    public func purgeIdempotencyKeys(claimedBefore cutoff: Timestamp) async throws -> Int {
-        let deleted = try await rows("DELETE FROM idempotency_keys WHERE created_at < \(cutoff.milliseconds) RETURNING 1")
-        return deleted.count
-    }
-
-    public func release(userId: Int64, key: String, claimedAt: Timestamp) async throws {
-        let logger = self.logger
-        try await withConnection { connection in
-            _ = try await connection.query("""
-                DELETE FROM idempotency_keys WHERE user_id = \(userId) AND key = \(key) AND state = 'RUNNING'
-                  AND created_at = \(claimedAt.milliseconds)
-                """, logger: logger).collect()
-        }
-    }
-
     // MARK: Queries and rows
 
-    private enum Columns {
+    enum Columns {
         static let concert = """
             c.id, c.title, c.artist, c.venue, c.booking_opens_at, c.booking_closes_at,
             (SELECT q.queue_opens_at FROM queue_policies q WHERE q.concert_id = c.id)
@@ -587,15 +386,15 @@ public final class PostgresConcertStore: ConcertStore {
         }
     }
 
-    private static func first<T: PostgresDecodable & Sendable>(on connection: PostgresConnection, logger: Logger,
+    static func first<T: PostgresDecodable & Sendable>(on connection: PostgresConnection, logger: Logger,
                                                                _ query: PostgresQuery, as type: T.Type) async throws -> T? {
         try await connection.query(query, logger: logger).collect().first.map { try $0.decode(T.self) }
     }
 
-    private static func concert(_ row: PostgresRow) throws -> Concert { try concert(row, offset: 0) }
+    static func concert(_ row: PostgresRow) throws -> Concert { try concert(row, offset: 0) }
 
     /// The seven concert columns (the last its line's `queueOpensAt`) starting at column `offset`.
-    private static func concert(_ row: PostgresRow, offset: Int) throws -> Concert {
+    static func concert(_ row: PostgresRow, offset: Int) throws -> Concert {
         let cells = Array(row)
         let id = try cells[offset].decode(Int64.self)
         let title = try cells[offset + 1].decode(String.self)
@@ -610,14 +409,14 @@ public final class PostgresConcertStore: ConcertStore {
     }
 
     /// The five schedule columns at the start of the row.
-    private static func schedule(_ row: PostgresRow) throws -> Schedule {
+    static func schedule(_ row: PostgresRow) throws -> Schedule {
         let cells = Array(row)
         return Schedule(id: try cells[0].decode(Int64.self), concertId: try cells[1].decode(Int64.self),
                         startsAt: Timestamp(milliseconds: try cells[2].decode(Int64.self)),
                         totalSeats: try cells[3].decode(Int.self), price: try cells[4].decode(Int64.self))
     }
 
-    private static func reservation(_ row: PostgresRow) throws -> Reservation {
+    static func reservation(_ row: PostgresRow) throws -> Reservation {
         let (id, userId, scheduleId, concertId, seatNumber, price, status, heldUntil, createdAt, paymentId) =
             try row.decode((Int64, Int64, Int64, Int64, Int, Int64, String, Int64, Int64, Int64?).self)
         return Reservation(id: id, userId: userId, scheduleId: scheduleId, concertId: concertId, seatNumber: seatNumber, price: price,
@@ -631,101 +430,4 @@ public final class PostgresConcertStore: ConcertStore {
 public struct PostgresStoreError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
-}
-
-// MARK: - On-sale control
-
-extension PostgresConcertStore {
-    private static func storedPolicy(_ row: PostgresRow) throws -> StoredQueuePolicy {
-        let (maxActive, rate, activeSeconds, paused, opensAt, seed, commitment, drawnAt, entrants) =
-            try row.decode((Int64, Int64?, Int64, Bool, Int64?, String?, String?, Int64?, Int64?).self)
-        let policy = LinePolicy(maxActive: Int(maxActive), admitPerMinute: rate.map(Int.init), activeSeconds: Int(activeSeconds),
-                                paused: paused, queueOpensAt: opensAt.map(Timestamp.init(milliseconds:)))
-        let draw = seed.flatMap { seed in commitment.map { commitment in
-            DrawRecord(seedHex: seed, commitment: commitment, drawnAt: drawnAt.map(Timestamp.init(milliseconds:)),
-                       entrants: entrants.map(Int.init))
-        } }
-        return StoredQueuePolicy(policy: policy, draw: draw)
-    }
-
-    public func queuePolicy(concertId: Int64) async throws -> StoredQueuePolicy? {
-        try await rows("""
-            SELECT max_active, admit_per_minute, active_seconds, paused, queue_opens_at, draw_seed, draw_commitment, drawn_at, entrants
-            FROM queue_policies WHERE concert_id = \(concertId)
-            """).first.map(Self.storedPolicy)
-    }
-
-    /// One statement (an upsert whose row lock orders racing changes).
-    public func changeQueuePolicy(concertId: Int64, change: LinePolicyChange, defaults: LinePolicy, bookingOpensAt: Timestamp,
-                                  newSeedHex: String, commitment: String) async throws -> StoredQueuePolicy {
-        let fresh = change.applied(to: defaults)
-        let freshSeed = fresh.queueOpensAt.map { $0 < bookingOpensAt } ?? false
-        let setOpens = change.queueOpensAt != nil
-        let rows = try await rows("""
-            INSERT INTO queue_policies AS p (concert_id, max_active, admit_per_minute, active_seconds, paused, queue_opens_at,
-                                             draw_seed, draw_commitment)
-            SELECT \(concertId), \(Int64(fresh.maxActive)), \(fresh.admitPerMinute.map(Int64.init)), \(Int64(fresh.activeSeconds)),
-                   \(fresh.paused), \(fresh.queueOpensAt?.milliseconds), \(freshSeed ? newSeedHex : nil), \(freshSeed ? commitment : nil)
-            WHERE EXISTS (SELECT 1 FROM concerts WHERE id = \(concertId))
-            ON CONFLICT (concert_id) DO UPDATE SET
-              max_active = CASE WHEN \(change.maxActive != nil) THEN EXCLUDED.max_active ELSE p.max_active END,
-              admit_per_minute = CASE WHEN \(change.admitPerMinute != nil) THEN EXCLUDED.admit_per_minute ELSE p.admit_per_minute END,
-              active_seconds = CASE WHEN \(change.activeSeconds != nil) THEN EXCLUDED.active_seconds ELSE p.active_seconds END,
-              paused = CASE WHEN \(change.paused != nil) THEN EXCLUDED.paused ELSE p.paused END,
-              queue_opens_at = CASE WHEN \(setOpens) THEN EXCLUDED.queue_opens_at ELSE p.queue_opens_at END,
-              draw_seed = COALESCE(p.draw_seed, CASE WHEN (CASE WHEN \(setOpens) THEN EXCLUDED.queue_opens_at ELSE p.queue_opens_at END)
-                                                     < \(bookingOpensAt.milliseconds) THEN \(newSeedHex) END),
-              draw_commitment = COALESCE(p.draw_commitment,
-                                         CASE WHEN (CASE WHEN \(setOpens) THEN EXCLUDED.queue_opens_at ELSE p.queue_opens_at END)
-                                                   < \(bookingOpensAt.milliseconds) THEN \(commitment) END)
-            RETURNING max_active, admit_per_minute, active_seconds, paused, queue_opens_at, draw_seed, draw_commitment, drawn_at, entrants
-            """)
-        guard let row = rows.first else { throw DomainError.concertNotFound }
-        return try Self.storedPolicy(row)
-    }
-
-    public func recordDraw(concertId: Int64, entrants: Int, at: Timestamp) async throws {
-        _ = try await rows("""
-            UPDATE queue_policies SET drawn_at = \(at.milliseconds), entrants = \(Int64(entrants))
-            WHERE concert_id = \(concertId) AND drawn_at IS NULL
-            """)
-    }
-
-    public func availability(concertId: Int64, now: Timestamp) async throws -> Availability {
-        let t = now.milliseconds
-        let rows = try await rows("""
-            SELECT COALESCE(SUM(s.total_seats), 0)::bigint,
-              COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id
-                            AND (r.status = 'CONFIRMED' OR (r.status = 'HELD' AND r.held_until > \(t))))), 0)::bigint,
-              COALESCE(SUM((SELECT COUNT(*) FROM reservations r WHERE r.schedule_id = s.id AND r.status = 'CONFIRMED')), 0)::bigint
-            FROM schedules s WHERE s.concert_id = \(concertId) AND s.starts_at > \(t) AND s.cancelled_at IS NULL
-            """)
-        guard let row = rows.first else { return Availability(total: 0, available: 0, sold: 0) }
-        let (total, taken, sold) = try row.decode((Int64, Int64, Int64).self)
-        return Availability(total: Int(total), available: Int(total - taken), sold: Int(sold))
-    }
-
-    public func upcomingConcerts(now: Timestamp, after: Int64?, limit: Int) async throws -> ReservableConcertPage {
-        let t = now.milliseconds
-        let logger = self.logger
-        return try await withConnection { connection in
-            let concerts = try await connection.query("""
-                SELECT \(unescaped: Columns.concert) FROM concerts c
-                WHERE c.booking_closes_at > \(t) AND c.id > \(after ?? 0)
-                  AND (c.booking_opens_at > \(t)
-                       OR EXISTS (SELECT 1 FROM schedules s WHERE s.concert_id = c.id AND s.starts_at > \(t)))
-                ORDER BY c.id LIMIT \(limit)
-                """, logger: logger).collect().map(Self.concert)
-            var changesAt: Int64?
-            for try await value in try await connection.query("""
-                SELECT LEAST(
-                  (SELECT MIN(booking_opens_at) FROM concerts WHERE booking_opens_at > \(t)),
-                  (SELECT MIN(booking_closes_at) FROM concerts WHERE booking_closes_at > \(t)),
-                  (SELECT MIN(starts_at) FROM schedules WHERE starts_at > \(t)))
-                """, logger: logger).decode(Int64?.self) {
-                changesAt = value
-            }
-            return ReservableConcertPage(concerts: concerts, changesAt: changesAt.map(Timestamp.init(milliseconds:)))
-        }
-    }
 }

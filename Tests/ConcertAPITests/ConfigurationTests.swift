@@ -23,6 +23,7 @@ struct ConfigurationTests {
             "CONCERT_RATE_LIMIT_PER_USER", "CONCERT_RATE_LIMIT_PER_IP", "CONCERT_CACHE_TTL_MS", "CONCERT_SCHEDULE_CACHE_TTL_MS",
             "CONCERT_TRUSTED_PROXIES", "CONCERT_HTTP_IDLE_TIMEOUT_SECONDS", "CONCERT_HTTP_REQUEST_TIMEOUT_SECONDS",
             "CONCERT_HTTP_MAX_HEADER_BYTES", "CONCERT_WEBHOOK_RESOLVER", "CONCERT_WEBHOOK_ALLOW_PRIVATE", "CONCERT_WEBHOOK_POLL_MS",
+            "CONCERT_WEBHOOK_RETENTION_HOURS",
             "LOG_LEVEL",
         ])
         // The name the errors use is the one swift-configuration's environment provider looks up.

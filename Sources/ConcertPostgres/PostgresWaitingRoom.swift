@@ -187,30 +187,29 @@ struct QueuePollStatement: PostgresPreparedStatement {
 }
 
 extension PostgresConcertStore {
-    /// `sharedStateQuery` for a prepared statement.
-    func sharedStatePrepared<Statement: PostgresPreparedStatement>(_ what: String, _ statement: Statement) async throws
-        -> [Statement.Row] where Statement.Row: Sendable {
-        let logger = self.logger
-        do {
-            return try await withConnection { connection in
-                var rows: [Statement.Row] = []
-                for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
-                return rows
-            }
-        } catch let error as StoreUnavailable {
-            throw SharedStateUnavailable("PostgreSQL \(what): \(error.description)")
-        }
-    }
-
     /// One statement on the store's pool for the shared state (waiting room, rate limiter,
     /// cache generations). A database that cannot be reached is `SharedStateUnavailable`, which
     /// callers of those protocols expect (the rate limiter lets requests through then).
     func sharedStateQuery(_ what: String, _ query: PostgresQuery) async throws -> [PostgresRow] {
         let logger = self.logger
+        return try await sharedState(what) { try await $0.query(query, logger: logger).collect() }
+    }
+
+    /// `sharedStateQuery` for a prepared statement.
+    func sharedStatePrepared<Statement: PostgresPreparedStatement>(_ what: String, _ statement: Statement) async throws
+        -> [Statement.Row] where Statement.Row: Sendable {
+        let logger = self.logger
+        return try await sharedState(what) { connection in
+            var rows: [Statement.Row] = []
+            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            return rows
+        }
+    }
+
+    private func sharedState<R: Sendable>(_ what: String,
+                                          _ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         do {
-            return try await withConnection { connection in
-                try await connection.query(query, logger: logger).collect()
-            }
+            return try await withConnection(body)
         } catch let error as StoreUnavailable {
             throw SharedStateUnavailable("PostgreSQL \(what): \(error.description)")
         }

@@ -145,6 +145,9 @@ enum PostgresMigrations {
         // and the retention sweep (`pruneWebhookEvents`) finds old events by time and their
         // deliveries by event. Mirrors SQLite's "007_webhook_retention".
         Migration(version: 10, name: "webhook_retention", statements: PostgresWebhookSchema.retentionStatements),
+        // 11: a waiter's place in its block from a bitmask instead of the tokens, and polls in
+        // batches (`PostgresLinePositions`).
+        Migration(version: 11, name: "line_positions", statements: PostgresLinePositions.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

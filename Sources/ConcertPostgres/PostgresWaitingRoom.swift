@@ -16,15 +16,22 @@ import SharedState
 public final class PostgresWaitingRoom: WaitingRoom {
     private let store: PostgresConcertStore
     private let policies: any QueuePolicySource
+    /// Polls that arrive together go as one call of `concertd_queue_poll_many` (migration 11):
+    /// every queue-protected request polls first, so at an on-sale the poll is the statement the
+    /// database sees most.
+    private let pollBatcher: WriteBatcher<PollItem, QueuePollStatement.Row?>
 
     public convenience init(store: PostgresConcertStore, policy: QueuePolicy) {
         self.init(store: store, policies: FixedQueuePolicy(policy))
     }
 
-    /// Each line's policy comes from `policies` with every call (the functions' arguments).
-    public init(store: PostgresConcertStore, policies: any QueuePolicySource) {
+    /// Each line's policy comes from `policies` with every call (the functions' arguments). At
+    /// most `pollConcurrency` poll calls run at once, each with up to `pollBatchSize` polls.
+    public init(store: PostgresConcertStore, policies: any QueuePolicySource, pollBatchSize: Int = 64, pollConcurrency: Int = 4) {
         self.store = store
         self.policies = policies
+        self.pollBatcher = WriteBatcher(maxBatch: pollBatchSize, concurrency: pollConcurrency,
+                                        isInfrastructureFailure: { $0 is SharedStateUnavailable })
     }
 
     public func join(userId: Int64, concertId: Int64, now: Timestamp) async throws -> (ticket: QueueTicket, created: Bool) {
@@ -44,13 +51,31 @@ public final class PostgresWaitingRoom: WaitingRoom {
     public func poll(token: String, now: Timestamp) async throws -> QueueTicket? {
         guard let concertId = QueueToken.concertId(of: token) else { return nil }
         let policy = try await policies.policy(concertId: concertId, now: now)
-        let rows = try await store.sharedStatePrepared("poll", QueuePollStatement(
-            token: token, concertId: concertId, now: now.milliseconds, maxActive: Int64(policy.admissionCap),
-            activeMilliseconds: policy.activeMilliseconds, idleMilliseconds: policy.idleMilliseconds,
-            admitPerMinute: Int64(policy.admitPerMinute ?? 0)))
-        guard let (status, owner, position, activeUntil) = rows.first else { return nil }
+        let item = PollItem(token: token, concertId: concertId, now: now.milliseconds, maxActive: Int64(policy.admissionCap),
+                            activeMilliseconds: policy.activeMilliseconds, idleMilliseconds: policy.idleMilliseconds,
+                            admitPerMinute: Int64(policy.admitPerMinute ?? 0))
+        let row = try await pollBatcher.submit(item) { [store] items in try await Self.poll(items, on: store) }
+        guard let (status, owner, position, activeUntil) = row else { return nil }
         return try ticket(token: token, concertId: concertId, status: status, userId: owner, position: position,
                           activeUntil: activeUntil, policy: policy)
+    }
+
+    /// One call for the batch: the single poll for one item, `concertd_queue_poll_many` for more.
+    private static func poll(_ items: [PollItem], on store: PostgresConcertStore) async throws -> [QueuePollStatement.Row?] {
+        if items.count == 1, let item = items.first {
+            let rows = try await store.sharedStatePrepared("poll", QueuePollStatement(
+                token: item.token, concertId: item.concertId, now: item.now, maxActive: item.maxActive,
+                activeMilliseconds: item.activeMilliseconds, idleMilliseconds: item.idleMilliseconds,
+                admitPerMinute: item.admitPerMinute))
+            return [rows.first]
+        }
+        let rows = try await store.sharedStatePrepared("poll", QueuePollBatchStatement(items: items))
+        var outcomes = [QueuePollStatement.Row?](repeating: nil, count: items.count)
+        for (index, status, owner, position, activeUntil) in rows {
+            guard index >= 1, index <= items.count else { throw SharedStateUnavailable("PostgreSQL queue poll: row for item \(index)") }
+            outcomes[Int(index) - 1] = (status, owner, position, activeUntil)
+        }
+        return outcomes
     }
 
     @discardableResult
@@ -177,6 +202,42 @@ struct QueuePollStatement: PostgresPreparedStatement {
         bindings.append(token)
         for value in [concertId, now, maxActive, activeMilliseconds, idleMilliseconds, admitPerMinute] {
             bindings.append(value)
+        }
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
+    }
+}
+
+/// One poll of a batch, with its line's policy.
+struct PollItem: Sendable {
+    var token: String
+    var concertId: Int64
+    var now: Int64
+    var maxActive: Int64
+    var activeMilliseconds: Int64
+    var idleMilliseconds: Int64
+    var admitPerMinute: Int64
+}
+
+/// Many polls in one call (migration 11's `concertd_queue_poll_many`): the items as parallel
+/// arrays; a row per live token, with the item's index counted from 1.
+struct QueuePollBatchStatement: PostgresPreparedStatement {
+    static let name = "concertd_queue_poll_many_11"
+    static let sql = "SELECT * FROM concertd_queue_poll_many($1, $2, $3, $4, $5, $6, $7)"
+    static let bindingDataTypes: [PostgresDataType] = [.textArray, .int8Array, .int8Array, .int8Array, .int8Array,
+                                                       .int8Array, .int8Array]
+    typealias Row = (Int64, String, Int64, Int64, Int64?)
+
+    var items: [PollItem]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 7)
+        bindings.append(items.map(\.token))
+        for column in [\PollItem.concertId, \.now, \.maxActive, \.activeMilliseconds, \.idleMilliseconds, \.admitPerMinute] {
+            bindings.append(items.map { $0[keyPath: column] })
         }
         return bindings
     }

@@ -1,7 +1,8 @@
 import Synchronization
 
 /// Writes that arrive together in one instance go to PostgreSQL as one call (holds: one call of
-/// `concertd_hold` for many), each caller getting its own answer.
+/// `concertd_hold` for many; queue polls, which touch their token: `concertd_queue_poll_many`),
+/// each caller getting its own answer.
 ///
 /// On a durable database a write's cost is mostly its commit (a WAL flush); a batch shares one
 /// commit among all its holds. Batching adds no wait of its own: at most `concurrency` calls run at
@@ -108,5 +109,5 @@ final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
 struct BatchMismatch: Error, CustomStringConvertible {
     var expected: Int
     var got: Int
-    var description: String { "a batch of \(expected) holds was answered with \(got) outcomes" }
+    var description: String { "a batch of \(expected) items was answered with \(got) outcomes" }
 }

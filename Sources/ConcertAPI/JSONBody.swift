@@ -59,10 +59,16 @@ enum JSONBody {
 
     /// Keys sorted, so that the same value always gives the same bytes (replays compare equal).
     static func encode(_ value: some Encodable) throws -> [UInt8] {
+        [UInt8](try encoder.encode(value))
+    }
+
+    /// One for every response (JSONEncoder is Sendable: each `encode` reads the options at its
+    /// start and keeps no state between calls); a new one per response was measurable.
+    private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        return [UInt8](try encoder.encode(value))
-    }
+        return encoder
+    }()
 
     static func response(bytes: [UInt8], status: HTTPResponse.Status) -> Response {
         var headers = HTTPFields()

@@ -6,12 +6,13 @@ import Testing
 
 private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
 
-/// Polls that arrive together in one instance share a call of `concertd_queue_poll_many`
-/// (migration 11), and each caller still gets the answer a poll of its own would give.
-@Suite("PostgreSQL polls in batches", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
+/// Polls and ends that arrive together in one instance share a call of
+/// `concertd_queue_poll_many` / `concertd_queue_end_many` (migration 11), and each caller still
+/// gets the answer a call of its own would give.
+@Suite("PostgreSQL polls and ends in batches", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
 struct PostgresPollBatchTests {
-    @Test("polls released together share calls; each gets its own token's answer")
-    func pollsReleasedTogetherShareCalls() async throws {
+    /// A fresh database reached through a round-trip counter, for as long as `body` runs.
+    private func withCountedStore(_ body: (PostgresConcertStore, PostgresRoundTrips) async throws -> Void) async throws {
         let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
         let database = try await TestDatabase.create(adminURL: adminURL)
         let trips = try PostgresRoundTrips(targetHost: database.admin.host, targetPort: database.admin.port)
@@ -19,60 +20,118 @@ struct PostgresPollBatchTests {
         proxied.admin.port = trips.proxy.port
         let store = try PostgresConcertStore(url: proxied.url, logger: TestServices.quietLogger)
         let run = Task { await store.run() }
-        defer {
+        do {
+            try await store.migrate()
+            try await body(store, trips)
+        } catch {
             run.cancel()
             trips.close()
+            try? await database.drop()
+            throw error
         }
-        try await store.migrate()
-        let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 60)
-        // One call at a time, so that polls arriving together must queue and leave together.
-        let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, pollConcurrency: 1)
+        run.cancel()
+        trips.close()
+        try? await database.drop()
+    }
 
-        // Two lines (3 ACTIVE each, the rest WAITING), with waiters gone from inside blocks and at
-        // their edges, and one waiter at the back of line 9 who has not polled for two minutes.
-        var tokens: [String] = []
-        for user in Int64(1)...120 { tokens.append(try await room.join(userId: user, concertId: 9, now: t0).ticket.token) }
-        for user in Int64(201)...230 { tokens.append(try await room.join(userId: user, concertId: 10, now: t0).ticket.token) }
-        for index in [10, 31, 32, 33, 64, 100] { #expect(try await room.end(token: tokens[index], now: t0)) }
-        let left = Set([10, 31, 32, 33, 64, 100].map { tokens[$0] })
-        tokens.removeAll { left.contains($0) }
-        let idle = try await room.join(userId: 300, concertId: 9, now: t0.adding(seconds: -120)).ticket.token
-
-        // What each token's poll gives alone.
-        var alone: [String: QueueTicket] = [:]
-        for token in tokens { alone[token] = try #require(try await room.poll(token: token, now: t0)) }
-        #expect(alone.values.filter { $0.status == .active }.count == 6)
-        #expect(alone[tokens[119 - 6]]?.position == 120 - 3 - 6 - 1, "the last waiter of line 9 before the idle one")
-
-        // Together: every token, some twice, an unknown one and the idle one.
-        let asks: [String] = tokens + tokens.prefix(20) + ["9.unknown", idle]
-        trips.reset()
+    /// Runs `call` for every item at once (released together) and returns the answers by item.
+    private func together<T: Sendable>(_ items: [String], _ call: @escaping @Sendable (String) async throws -> T) async throws -> [(String, T)] {
         let gate = StartGate()
-        let answers = try await withThrowingTaskGroup(of: (String, QueueTicket?).self) { group in
-            for token in asks {
+        return try await withThrowingTaskGroup(of: (String, T).self) { group in
+            for item in items {
                 group.addTask {
                     await gate.wait()
-                    return (token, try await room.poll(token: token, now: t0))
+                    return (item, try await call(item))
                 }
             }
-            await gate.open(whenArrived: asks.count)
-            var all: [(String, QueueTicket?)] = []
+            await gate.open(whenArrived: items.count)
+            var all: [(String, T)] = []
             for try await answer in group { all.append(answer) }
             return all
         }
-        #expect(trips.value < asks.count / 4, "\(trips.value) round trips for \(asks.count) polls")
-        #expect(answers.count == asks.count)
-        for (token, answer) in answers {
-            if token == idle || token == "9.unknown" {
-                #expect(answer == nil, "\(token) has no place")
-            } else {
-                #expect(answer == alone[token], "\(token): \(String(describing: answer)) against \(String(describing: alone[token]))")
+    }
+
+    @Test("polls released together share calls; each gets its own token's answer")
+    func pollsReleasedTogetherShareCalls() async throws {
+        try await withCountedStore { store, trips in
+            let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 60)
+            // One call at a time, so that polls arriving together must queue and leave together.
+            let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, pollConcurrency: 1)
+
+            // Two lines (3 ACTIVE each, the rest WAITING), with waiters gone from inside blocks and at
+            // their edges, and one waiter at the back of line 9 who has not polled for two minutes.
+            var tokens: [String] = []
+            for user in Int64(1)...120 { tokens.append(try await room.join(userId: user, concertId: 9, now: t0).ticket.token) }
+            for user in Int64(201)...230 { tokens.append(try await room.join(userId: user, concertId: 10, now: t0).ticket.token) }
+            for index in [10, 31, 32, 33, 64, 100] { #expect(try await room.end(token: tokens[index], now: t0)) }
+            let left = Set([10, 31, 32, 33, 64, 100].map { tokens[$0] })
+            tokens.removeAll { left.contains($0) }
+            let idle = try await room.join(userId: 300, concertId: 9, now: t0.adding(seconds: -120)).ticket.token
+
+            // What each token's poll gives alone.
+            var alone: [String: QueueTicket] = [:]
+            for token in tokens { alone[token] = try #require(try await room.poll(token: token, now: t0)) }
+            #expect(alone.values.filter { $0.status == .active }.count == 6)
+            #expect(alone[tokens[119 - 6]]?.position == 120 - 3 - 6 - 1, "the last waiter of line 9 before the idle one")
+
+            // Together: every token, some twice, an unknown one and the idle one.
+            let asks: [String] = tokens + tokens.prefix(20) + ["9.unknown", idle]
+            trips.reset()
+            let answers = try await together(asks) { try await room.poll(token: $0, now: t0) }
+            #expect(trips.value < asks.count / 4, "\(trips.value) round trips for \(asks.count) polls")
+            #expect(answers.count == asks.count)
+            for (token, answer) in answers {
+                if token == idle || token == "9.unknown" {
+                    #expect(answer == nil, "\(token) has no place")
+                } else {
+                    #expect(answer == alone[token], "\(token): \(String(describing: answer)) against \(String(describing: alone[token]))")
+                }
             }
+            // The idle waiter lost its place for good, and the lines' counts agree.
+            #expect(try await room.poll(token: idle, now: t0) == nil)
+            #expect(try await room.counts(concertId: 9, now: t0) == (120 - 3 - 6, 3))
+            #expect(try await room.counts(concertId: 10, now: t0) == (30 - 3, 3))
         }
-        // The idle waiter lost its place for good, and the lines' counts agree.
-        #expect(try await room.poll(token: idle, now: t0) == nil)
-        #expect(try await room.counts(concertId: 9, now: t0) == (120 - 3 - 6, 3))
-        #expect(try await room.counts(concertId: 10, now: t0) == (30 - 3, 3))
-        try? await database.drop()
+    }
+
+    @Test("ends released together share calls; each token ends once and the lines move up")
+    func endsReleasedTogetherShareCalls() async throws {
+        try await withCountedStore { store, trips in
+            let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 3600)
+            let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, pollConcurrency: 1)
+            var line9: [String] = [], line10: [String] = []
+            for user in Int64(1)...100 { line9.append(try await room.join(userId: user, concertId: 9, now: t0).ticket.token) }
+            for user in Int64(201)...240 { line10.append(try await room.join(userId: user, concertId: 10, now: t0).ticket.token) }
+            // Two ACTIVE and 30 WAITING tokens of line 9 (from inside blocks and at their edges),
+            // one ACTIVE and 10 WAITING of line 10; some asked twice, and one unknown.
+            let ending9 = [0, 2] + [3, 4, 30, 31, 32, 33, 63, 64, 65] + Array(70...90)
+            let ending10 = [1] + Array(5...14)
+            let ending = ending9.map { line9[$0] } + ending10.map { line10[$0] }
+            let asks: [String] = ending + ending.prefix(8) + ["9.unknown"]
+            trips.reset()
+            let answers = try await together(asks) { try await room.end(token: $0, now: t0) }
+            #expect(trips.value < asks.count / 4, "\(trips.value) round trips for \(asks.count) ends")
+            // Each token ended exactly once, whichever of its asks got there first.
+            var ended: [String: Int] = [:]
+            for (token, answer) in answers where answer { ended[token, default: 0] += 1 }
+            #expect(ended.count == ending.count && ended.values.allSatisfy { $0 == 1 })
+            #expect(answers.filter { $0.0 == "9.unknown" }.allSatisfy { !$0.1 })
+            for token in ending { #expect(try await room.poll(token: token, now: t0) == nil) }
+            // The freed slots went to the heads of the lines, and the rest stand in order.
+            let left9 = line9.indices.filter { !ending9.contains($0) }.map { line9[$0] }
+            let left10 = line10.indices.filter { !ending10.contains($0) }.map { line10[$0] }
+            for left in [left9, left10] {
+                for (place, token) in left.enumerated() {
+                    let ticket = try #require(try await room.poll(token: token, now: t0))
+                    if place < 3 {
+                        #expect(ticket.status == .active, "place \(place)")
+                    } else {
+                        #expect(ticket.status == .waiting && ticket.position == place - 3, "place \(place): \(ticket)")
+                    }
+                }
+            }
+            #expect(try await room.counts(concertId: 9, now: t0) == (left9.count - 3, 3))
+            #expect(try await room.counts(concertId: 10, now: t0) == (left10.count - 3, 3))
+        }
     }
 }

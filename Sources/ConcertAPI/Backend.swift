@@ -21,7 +21,7 @@ public struct Backend: Sendable {
     public var startupWarnings: [String]
 
     public init(store: any ConcertStore, waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter,
-                linePolicies: LinePolicies, tokenClaims: any TokenClaims = InProcessTokenClaims(),
+                linePolicies: LinePolicies, tokenClaims: any TokenClaims,
                 services: [any Service] = [], startupWarnings: [String] = []) {
         self.store = store
         self.linePolicies = linePolicies

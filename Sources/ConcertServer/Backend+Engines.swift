@@ -1,5 +1,6 @@
 import ConcertAPI
 import ConcertDomain
+import ConcertInProcess
 import ConcertPostgres
 import ConcertRedis
 import ConcertSQLite
@@ -62,7 +63,8 @@ extension Backend {
                            linePolicies: policies, tokenClaims: shared.tokenClaims, services: services + shared.services)
         }
         return Backend(store: store, waitingRoom: InProcessWaitingRoom(policies: policies), cache: InProcessResponseCache(),
-                       rateLimiter: InProcessRateLimiter(), linePolicies: policies, services: services)
+                       rateLimiter: InProcessRateLimiter(), linePolicies: policies, tokenClaims: InProcessTokenClaims(),
+                       services: services)
     }
 
     static func makePostgresStore(url: String, logger: Logger) throws -> (store: PostgresConcertStore, service: any Service) {

@@ -3,8 +3,8 @@ import ServiceLifecycle
 import SharedState
 
 /// The storage and shared state the HTTP layer runs on. Which engines they are is chosen outside
-/// it, by the composition root (`Backend.make` in `ConcertServer`); here they are protocols only.
-public struct Backend: Sendable {
+/// it, by the composition root (`Engines.make` in `ConcertServer`); here they are protocols only.
+public struct Engines: Sendable {
     public var store: any ConcertStore
     public var waitingRoom: any WaitingRoom
     public var cache: any ResponseCache

@@ -43,8 +43,11 @@ let package = Package(
             ]
         ),
 
-        // Waiting room and cache protocols with their in-process implementations.
+        // The shared state's contracts only: waiting room, response cache, rate limiter and token
+        // claims protocols, the queue token format, and the error an unreachable store becomes.
         .target(name: "SharedState", dependencies: ["ConcertDomain"]),
+        // The shared state in this process's memory, for one instance (SQLite, tests).
+        .target(name: "ConcertInProcess", dependencies: ["ConcertDomain", "SharedState"]),
 
         // A small RESP2 client on SwiftNIO (no Swift Redis package can be installed here).
         .target(
@@ -103,7 +106,7 @@ let package = Package(
             name: "ConcertServer",
             dependencies: [
                 "ConcertAPI", "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres", "SharedState",
-                "ConcertRedis",
+                "ConcertInProcess", "ConcertRedis",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -145,7 +148,8 @@ let package = Package(
         ),
         .testTarget(
             name: "SharedStateTests",
-            dependencies: ["ConcertDomain", "SharedState", "ConcertRedis", "RESPClient", "ConcertPostgres", "ConcertTestSupport",
+            dependencies: ["ConcertDomain", "SharedState", "ConcertInProcess", "ConcertRedis", "RESPClient", "ConcertPostgres",
+                           "ConcertTestSupport",
                            .product(name: "Crypto", package: "swift-crypto")]
         ),
         .testTarget(name: "RESPClientTests", dependencies: ["RESPClient", "ConcertTestSupport"]),

@@ -9,7 +9,7 @@ import UnixSignals
 import SharedState
 import Webhooks
 
-/// The HTTP application on the storage and shared state that `backend` makes: the router, the
+/// The HTTP application on the storage and shared state that `engines` makes: the router, the
 /// background services, migration and demo data at start. `ConcertServer.buildApplication`
 /// chooses the engines; tests call that one.
 public func buildApplication(
@@ -17,7 +17,7 @@ public func buildApplication(
     clock: WallClock = .system,
     logger: Logger,
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
-    backend makeBackend: (AppConfig, Logger) async throws -> Backend
+    engines makeEngines: (AppConfig, Logger) async throws -> Engines
 ) async throws -> some ApplicationProtocol {
     guard let secret = config.effectiveJWTSecret else {
         throw ConfigError("CONCERT_JWT_SECRET is not set: set it, or run with --dev for a development secret")
@@ -29,22 +29,22 @@ public func buildApplication(
     if config.jwksFile != nil {
         reloader = KeySetReloader(authenticator: authenticator, signals: await UnixSignalsSequence(trapping: .sighup), logger: logger)
     }
-    let backend = try await makeBackend(config, logger)
+    let engines = try await makeEngines(config, logger)
     let resolver: any WebhookResolver = switch config.webhookResolver {
     case .system: TimeLimitedResolver(SystemWebhookResolver(), timeout: .seconds(2))
     case .loopbackOnly: LoopbackOnlyWebhookResolver()
     }
     let webhookGuard = WebhookAddressGuard(resolver: config.webhookResolverOverride ?? resolver, allowPrivate: config.webhookAllowPrivate)
     let deps = Dependencies(
-        store: backend.store, waitingRoom: backend.waitingRoom, cache: backend.cache, rateLimiter: backend.rateLimiter,
-        policies: backend.linePolicies, tokenClaims: backend.tokenClaims, authenticator: authenticator, clock: clock, config: config,
+        store: engines.store, waitingRoom: engines.waitingRoom, cache: engines.cache, rateLimiter: engines.rateLimiter,
+        policies: engines.linePolicies, tokenClaims: engines.tokenClaims, authenticator: authenticator, clock: clock, config: config,
         webhookGuard: webhookGuard)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
-    var services: [any Service] = backend.services + [
-        QueueSweeper(waitingRoom: backend.waitingRoom, policies: backend.linePolicies, clock: clock,
+    var services: [any Service] = engines.services + [
+        QueueSweeper(waitingRoom: engines.waitingRoom, policies: engines.linePolicies, clock: clock,
                      intervalMilliseconds: config.queueSweepMilliseconds, logger: logger),
-        IdempotencyKeyJanitor(store: backend.store, clock: clock, logger: logger),
-        WebhookRelay(store: backend.store, guard: webhookGuard, clock: clock,
+        IdempotencyKeyJanitor(store: engines.store, clock: clock, logger: logger),
+        WebhookRelay(store: engines.store, guard: webhookGuard, clock: clock,
                      options: {
                          var o = WebhookRelayOptions()
                          o.idleMilliseconds = config.webhookPollMilliseconds
@@ -65,12 +65,12 @@ public func buildApplication(
     )
     let demo = config.demo
     let dev = config.dev
-    let warnings = backend.startupWarnings
+    let warnings = engines.startupWarnings
     app.beforeServerStarts {
-        try await backend.store.migrate()
+        try await engines.store.migrate()
         for warning in warnings { logger.warning("\(warning)") }
-        if demo || dev, try await backend.store.isEmpty() {
-            try await DemoData.seed(into: backend.store, now: clock.now())
+        if demo || dev, try await engines.store.isEmpty() {
+            try await DemoData.seed(into: engines.store, now: clock.now())
             logger.info("filled the empty database with demo concerts")
         }
     }

@@ -4,7 +4,7 @@ import Hummingbird
 import Logging
 
 /// The one wiring point: the HTTP application (`ConcertAPI`) on the storage, waiting room and
-/// cache that `config` names (`Backend.make`). `concertd serve` and the tests call it.
+/// cache that `config` names (`Engines.make`). `concertd serve` and the tests call it.
 public func buildApplication(
     config: AppConfig,
     clock: WallClock = .system,
@@ -12,5 +12,5 @@ public func buildApplication(
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
     try await buildApplication(config: config, clock: clock, logger: logger, onServerRunning: onServerRunning,
-                               backend: { config, logger in try await Backend.make(config: config, clock: clock, logger: logger) })
+                               engines: { config, logger in try await Engines.make(config: config, clock: clock, logger: logger) })
 }

@@ -46,17 +46,17 @@ public enum ConcertService {
     /// Runs `body` on the configured store with its connection pool running, outside the server.
     private static func withStore<T: Sendable>(config: AppConfig, logger: Logger,
                                                _ body: @escaping @Sendable (any ConcertStore) async throws -> T) async throws -> T {
-        let backend = try await Backend.make(config: config, logger: logger)
+        let engines = try await Engines.make(config: config, logger: logger)
         var result: T?
         try await explainingStartupFailures(config) {
             result = try await withThrowingTaskGroup(of: Void.self) { group in
-                for service in backend.services {
+                for service in engines.services {
                     group.addTask { try await service.run() }
                 }
                 // PostgresClient warns when asked for a connection before its run() started.
-                if !backend.services.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                if !engines.services.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
                 defer { group.cancelAll() }
-                return try await body(backend.store)
+                return try await body(engines.store)
             }
         }
         return result!

@@ -1,5 +1,4 @@
 import ConcertDomain
-import Synchronization
 
 /// Short exclusive claims on queue tokens, shared by every instance that shares the waiting room.
 ///
@@ -16,30 +15,4 @@ public protocol TokenClaims: Sendable {
     func claim(token: String, owner: String, until: Timestamp, now: Timestamp) async throws -> Bool
     /// Gives up `owner`'s claim on `token` (nothing when another owner holds it now).
     func release(token: String, owner: String) async throws
-}
-
-/// Claims kept in this process (one instance: SQLite, tests).
-public final class InProcessTokenClaims: TokenClaims {
-    private struct Claim {
-        var owner: String
-        var until: Timestamp
-    }
-    private let claims = Mutex<[String: Claim]>([:])
-
-    public init() {}
-
-    public func claim(token: String, owner: String, until: Timestamp, now: Timestamp) async throws -> Bool {
-        claims.withLock { claims in
-            if claims.count > 10_000 { claims = claims.filter { $0.value.until > now } }
-            if let held = claims[token], held.until > now, held.owner != owner { return false }
-            claims[token] = Claim(owner: owner, until: until)
-            return true
-        }
-    }
-
-    public func release(token: String, owner: String) async throws {
-        claims.withLock { claims in
-            if claims[token]?.owner == owner { claims[token] = nil }
-        }
-    }
 }

@@ -1,7 +1,7 @@
 import ConcertDomain
 
-/// The per-concert waiting rooms. One implementation keeps them in this process; another keeps
-/// them in Redis so that every instance serves the same lines.
+/// The per-concert waiting rooms: kept in this process (`ConcertInProcess`, one instance), or in
+/// PostgreSQL or Redis so that every instance serves the same lines.
 ///
 /// Tokens have the form `<concertId>.<32 hex digits>`: the concert tells an implementation
 /// which line to look in, and the 128 random bits make a token impossible to guess.

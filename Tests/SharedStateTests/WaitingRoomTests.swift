@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertInProcess
 import ConcertPostgres
 import ConcertRedis
 import ConcertTestSupport

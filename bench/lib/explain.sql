@@ -1,4 +1,4 @@
--- EXPLAIN (ANALYZE, BUFFERS) of the hot queries of Sources/ConcertPostgres/PostgresConcertStore.swift,
+-- EXPLAIN (ANALYZE, BUFFERS) of the hot queries of PostgresConcertStore (Sources/ConcertPostgres/PostgresConcertStore*.swift),
 -- with the literal values the store binds, on the database bench/run seeded. Writes run inside
 -- BEGIN ... ROLLBACK so nothing changes. psql variables: sid (a schedule), uid (a user).
 \pset pager off

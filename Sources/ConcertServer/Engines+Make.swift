@@ -1,5 +1,6 @@
 import ConcertAPI
 import ConcertDomain
+import ConcertInProcess
 import ConcertPostgres
 import ConcertRedis
 import ConcertSQLite
@@ -19,12 +20,12 @@ struct ConnectionPoolService: Service {
     }
 }
 
-extension Backend {
+extension Engines {
     /// The storage and shared state that the configuration names: SQLite or PostgreSQL for the
     /// database (`CONCERT_DATABASE_URL`, whose scheme is read here only); for the waiting room,
     /// cache and rate limiter: Redis when `CONCERT_REDIS_URL` is set, else PostgreSQL when that is
     /// the database, else this process (SQLite: one instance).
-    public static func make(config: AppConfig, clock: WallClock = .system, logger: Logger) async throws -> Backend {
+    public static func make(config: AppConfig, clock: WallClock = .system, logger: Logger) async throws -> Engines {
         var services: [any Service] = []
         let store: any ConcertStore
         var postgres: PostgresConcertStore?
@@ -38,7 +39,7 @@ extension Backend {
                 throw ConfigError("cannot open the SQLite database at '\(path)': \(error)")
             }
         } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let made = try Backend.makePostgresStore(url: url, logger: logger)
+            let made = try Engines.makePostgresStore(url: url, logger: logger)
             store = made.store
             postgres = made.store
             services.append(made.service)
@@ -50,19 +51,20 @@ extension Backend {
         // database; the waiting room asks for it with every operation.
         let policies = LinePolicies(store: store, settings: config.queue, clock: clock)
         if let redisURL = config.redisURL {
-            let redis = try Backend.makeRedisState(url: redisURL, keyPrefix: config.redisKeyPrefix, policies: policies, logger: logger)
-            return Backend(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
+            let redis = try Engines.makeRedisState(url: redisURL, keyPrefix: config.redisKeyPrefix, policies: policies, logger: logger)
+            return Engines(store: store, waitingRoom: redis.waitingRoom, cache: redis.cache, rateLimiter: redis.rateLimiter,
                            linePolicies: policies, tokenClaims: redis.tokenClaims, services: services + redis.services)
         }
         if let postgres {
             // PostgreSQL alone, for any number of instances: the waiting room, the rate limiter and
             // the cache generations live in the database too.
-            let shared = Backend.makePostgresState(store: postgres, policies: policies, clock: clock, logger: logger)
-            return Backend(store: store, waitingRoom: shared.waitingRoom, cache: shared.cache, rateLimiter: shared.rateLimiter,
+            let shared = Engines.makePostgresState(store: postgres, policies: policies, clock: clock, logger: logger)
+            return Engines(store: store, waitingRoom: shared.waitingRoom, cache: shared.cache, rateLimiter: shared.rateLimiter,
                            linePolicies: policies, tokenClaims: shared.tokenClaims, services: services + shared.services)
         }
-        return Backend(store: store, waitingRoom: InProcessWaitingRoom(policies: policies), cache: InProcessResponseCache(),
-                       rateLimiter: InProcessRateLimiter(), linePolicies: policies, services: services)
+        return Engines(store: store, waitingRoom: InProcessWaitingRoom(policies: policies), cache: InProcessResponseCache(),
+                       rateLimiter: InProcessRateLimiter(), linePolicies: policies, tokenClaims: InProcessTokenClaims(),
+                       services: services)
     }
 
     static func makePostgresStore(url: String, logger: Logger) throws -> (store: PostgresConcertStore, service: any Service) {
@@ -98,7 +100,7 @@ extension Backend {
     }
 }
 
-extension Backend {
+extension Engines {
     /// The waiting room, rate limiter and cache in PostgreSQL, on the store's own pool, plus a
     /// janitor that deletes rate-limit buckets nobody used for a minute.
     static func makePostgresState(store: PostgresConcertStore, policies: any QueuePolicySource, clock: WallClock, logger: Logger)

@@ -3,8 +3,8 @@ import ServiceLifecycle
 import SharedState
 
 /// The storage and shared state the HTTP layer runs on. Which engines they are is chosen outside
-/// it, by the composition root (`Backend.make` in `ConcertServer`); here they are protocols only.
-public struct Backend: Sendable {
+/// it, by the composition root (`Engines.make` in `ConcertServer`); here they are protocols only.
+public struct Engines: Sendable {
     public var store: any ConcertStore
     public var waitingRoom: any WaitingRoom
     public var cache: any ResponseCache
@@ -21,7 +21,7 @@ public struct Backend: Sendable {
     public var startupWarnings: [String]
 
     public init(store: any ConcertStore, waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter,
-                linePolicies: LinePolicies, tokenClaims: any TokenClaims = InProcessTokenClaims(),
+                linePolicies: LinePolicies, tokenClaims: any TokenClaims,
                 services: [any Service] = [], startupWarnings: [String] = []) {
         self.store = store
         self.linePolicies = linePolicies

@@ -1,4 +1,5 @@
 import ConcertDomain
+import SharedState
 import Synchronization
 
 /// Waiting rooms held in this process's memory: the embedded default, for one instance.

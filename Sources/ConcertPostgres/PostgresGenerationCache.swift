@@ -24,10 +24,16 @@ public final class PostgresGenerationCache: ResponseCache {
     private let store: PostgresConcertStore
     private let namespaces = Mutex<[String: [String: Entry]]>([:])
     private let maxEntriesPerNamespace: Int
+    /// Generation reads that arrive together share one query (`WriteBatcher`, as holds and polls
+    /// do): a read queued while the calls are busy goes in the next call, which starts after it
+    /// arrived, so it still sees every invalidation committed before it asked. A cached list under
+    /// load is 64 reads at once of the same row.
+    private let generationBatcher: WriteBatcher<String, Int64>
 
     public init(store: PostgresConcertStore, maxEntriesPerNamespace: Int = 1024) {
         self.store = store
         self.maxEntriesPerNamespace = maxEntriesPerNamespace
+        self.generationBatcher = WriteBatcher(maxBatch: 64, concurrency: 4, isInfrastructureFailure: { $0 is SharedStateUnavailable })
     }
 
     public func get(namespace: String, key: String, now: Timestamp) async throws -> [UInt8]? {
@@ -71,8 +77,35 @@ public final class PostgresGenerationCache: ResponseCache {
     }
 
     private func generation(of namespace: String) async throws -> Int64 {
-        let rows = try await store.sharedStatePrepared("cache generation", GenerationStatement(namespace: namespace))
-        return rows.first ?? 0
+        try await generationBatcher.submit(namespace) { [store] namespaces in
+            if namespaces.count == 1, let namespace = namespaces.first {
+                let rows = try await store.sharedStatePrepared("cache generation", GenerationStatement(namespace: namespace))
+                return [rows.first ?? 0]
+            }
+            let rows = try await store.sharedStatePrepared("cache generation", GenerationsStatement(namespaces: namespaces))
+            let generations = Dictionary(rows, uniquingKeysWith: { first, _ in first })
+            return namespaces.map { generations[$0] ?? 0 }
+        }
+    }
+}
+
+/// The generations of several namespaces in one query (a namespace never bumped has no row: 0).
+struct GenerationsStatement: PostgresPreparedStatement {
+    static let name = "concertd_cache_generations"
+    static let sql = "SELECT namespace, generation FROM cache_generations WHERE namespace = ANY($1)"
+    static let bindingDataTypes: [PostgresDataType] = [.textArray]
+    typealias Row = (String, Int64)
+
+    var namespaces: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(namespaces)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        try row.decode(Row.self)
     }
 }
 

@@ -6,11 +6,11 @@ import Testing
 
 private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
 
-/// Polls and ends that arrive together in one instance share a call of
-/// `concertd_queue_poll_many` / `concertd_queue_end_many` (migration 11), and each caller still
-/// gets the answer a call of its own would give.
-@Suite("PostgreSQL polls and ends in batches", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
-struct PostgresPollBatchTests {
+/// Polls, ends and cache generation reads that arrive together in one instance share a call
+/// (`concertd_queue_poll_many` / `concertd_queue_end_many` of migration 11, one
+/// `cache_generations` query), and each caller still gets the answer a call of its own would give.
+@Suite("PostgreSQL shared state in batches", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
+struct PostgresBatchTests {
     /// A fresh database reached through a round-trip counter, for as long as `body` runs.
     private func withCountedStore(_ body: (PostgresConcertStore, PostgresRoundTrips) async throws -> Void) async throws {
         let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
@@ -132,6 +132,32 @@ struct PostgresPollBatchTests {
             }
             #expect(try await room.counts(concertId: 9, now: t0) == (left9.count - 3, 3))
             #expect(try await room.counts(concertId: 10, now: t0) == (left10.count - 3, 3))
+        }
+    }
+
+    @Test("cache reads released together share queries, and none is served from before an invalidation")
+    func cacheReadsReleasedTogetherShareQueries() async throws {
+        try await withCountedStore { store, trips in
+            let cache = PostgresGenerationCache(store: store)
+            let later = t0.adding(seconds: 60)
+            try await cache.set(namespace: "concerts", key: "list", value: [1], expiresAt: later, now: t0)
+            try await cache.set(namespace: "schedules:7", key: "future", value: [2], expiresAt: later, now: t0)
+            let keys = (0..<60).map { $0 % 3 == 0 ? "schedules:7" : "concerts" }
+            trips.reset()
+            let hits = try await together(keys) { namespace in
+                try await cache.get(namespace: namespace, key: namespace == "concerts" ? "list" : "future", now: t0)
+            }
+            #expect(trips.value < keys.count / 4, "\(trips.value) round trips for \(keys.count) reads")
+            #expect(hits.allSatisfy { $0.1 == ($0.0 == "concerts" ? [1] : [2]) })
+
+            // Another instance (a second cache on the same database) invalidates; every read that
+            // starts after it answered misses, however the reads are batched.
+            let other = PostgresGenerationCache(store: store)
+            try await other.invalidate(namespace: "concerts")
+            let after = try await together(keys) { namespace in
+                try await cache.get(namespace: namespace, key: namespace == "concerts" ? "list" : "future", now: t0)
+            }
+            #expect(after.allSatisfy { $0.1 == ($0.0 == "concerts" ? nil : [2]) }, "\(after.filter { $0.0 == "concerts" && $0.1 != nil }.count) stale")
         }
     }
 }

@@ -1,6 +1,7 @@
 import ConcertDomain
 import ConcertStore
 import Hummingbird
+import Logging
 import SharedState
 
 /// Payments [Q] (idempotent), reading them back, and refunds (idempotent, no queue token).
@@ -107,12 +108,33 @@ struct PaymentsController {
                 }
                 try await waitingRoom.end(token: token, now: clock.now())
             } catch {
-                // The payment stands and its claim keeps the token from paying again until the
-                // claim runs out; the token itself runs out at its activeUntil.
-                context.logger.warning("could not end the queue token after payment", metadata: ["error": "\(error)"])
+                // The payment stands and its claim keeps the token from paying again. The end is
+                // still owed: until it happens a rejoin returns this live, claimed token, which
+                // cannot pay for the claim's 60 s (FaultTests' PostgreSQL restart met that). So it
+                // is tried again in the background until the waiting room answers.
+                context.logger.warning("could not end the queue token after payment; retrying", metadata: ["error": "\(error)"])
+                endEventually(token: token, logger: context.logger)
             }
         }
         return response
+    }
+
+    /// Ends `token` as soon as the waiting room can be reached again, trying every 250 ms for as
+    /// long as the payment's claim lasts (after that a rejoin is not blocked by it anyway).
+    private func endEventually(token: String, logger: Logger) {
+        let waitingRoom = self.waitingRoom, clock = self.clock
+        Task {
+            for _ in 0..<(Self.claimSeconds * 4) {
+                try? await Task.sleep(for: .milliseconds(250))
+                do {
+                    try await waitingRoom.end(token: token, now: clock.now())
+                    return
+                } catch {
+                    continue
+                }
+            }
+            logger.warning("gave up ending a paid queue token; it runs out at its activeUntil")
+        }
     }
 
     /// How long a payment's claim on its token lasts: longer than any payment can take (the

@@ -19,12 +19,12 @@ public final class PostgresWaitingRoom: WaitingRoom {
     /// Polls that arrive together go as one call of `concertd_queue_poll_many` (migration 11):
     /// every queue-protected request polls first, so at an on-sale the poll is the statement the
     /// database sees most.
-    private let pollBatcher: WriteBatcher<PollItem, QueuePollStatement.Row?>
+    private let pollBatcher: WriteBatcher<LineCallItem, QueuePollStatement.Row?>
     /// Ends that arrive together go as one call of `concertd_queue_end_many` (migration 11): every
     /// payment ends its token, and each end takes its line's lock, so that at an on-sale ends of
     /// one line queued for each other's lock (2.7 ms of an end's 3.4 ms, measured under
     /// payments alone); a batch takes each line's lock once.
-    private let endBatcher: WriteBatcher<PollItem, Bool>
+    private let endBatcher: WriteBatcher<LineCallItem, Bool>
 
     public convenience init(store: PostgresConcertStore, policy: QueuePolicy) {
         self.init(store: store, policies: FixedQueuePolicy(policy))
@@ -58,7 +58,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
     public func poll(token: String, now: Timestamp) async throws -> QueueTicket? {
         guard let concertId = QueueToken.concertId(of: token) else { return nil }
         let policy = try await policies.policy(concertId: concertId, now: now)
-        let item = PollItem(token: token, concertId: concertId, now: now.milliseconds, maxActive: Int64(policy.admissionCap),
+        let item = LineCallItem(token: token, concertId: concertId, now: now.milliseconds, maxActive: Int64(policy.admissionCap),
                             activeMilliseconds: policy.activeMilliseconds, idleMilliseconds: policy.idleMilliseconds,
                             admitPerMinute: Int64(policy.admitPerMinute ?? 0))
         let row = try await pollBatcher.submit(item) { [store] items in try await Self.poll(items, on: store) }
@@ -68,7 +68,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
     }
 
     /// One call for the batch: the single poll for one item, `concertd_queue_poll_many` for more.
-    private static func poll(_ items: [PollItem], on store: PostgresConcertStore) async throws -> [QueuePollStatement.Row?] {
+    private static func poll(_ items: [LineCallItem], on store: PostgresConcertStore) async throws -> [QueuePollStatement.Row?] {
         if items.count == 1, let item = items.first {
             let rows = try await store.sharedStatePrepared("poll", QueuePollStatement(
                 token: item.token, concertId: item.concertId, now: item.now, maxActive: item.maxActive,
@@ -77,26 +77,21 @@ public final class PostgresWaitingRoom: WaitingRoom {
             return [rows.first]
         }
         let rows = try await store.sharedStatePrepared("poll", QueuePollBatchStatement(items: items))
-        var outcomes = [QueuePollStatement.Row?](repeating: nil, count: items.count)
-        for (index, status, owner, position, activeUntil) in rows {
-            guard index >= 1, index <= items.count else { throw SharedStateUnavailable("PostgreSQL queue poll: row for item \(index)") }
-            outcomes[Int(index) - 1] = (status, owner, position, activeUntil)
-        }
-        return outcomes
+        return try Self.byItem(rows.map { ($0.0, ($0.1, $0.2, $0.3, $0.4)) }, count: items.count, absent: nil, what: "poll")
     }
 
     @discardableResult
     public func end(token: String, now: Timestamp) async throws -> Bool {
         guard let concertId = QueueToken.concertId(of: token) else { return false }
         let policy = try await policies.policy(concertId: concertId, now: now)
-        let item = PollItem(token: token, concertId: concertId, now: now.milliseconds, maxActive: Int64(policy.admissionCap),
+        let item = LineCallItem(token: token, concertId: concertId, now: now.milliseconds, maxActive: Int64(policy.admissionCap),
                             activeMilliseconds: policy.activeMilliseconds, idleMilliseconds: policy.idleMilliseconds,
                             admitPerMinute: Int64(policy.admitPerMinute ?? 0))
         return try await endBatcher.submit(item) { [store] items in try await Self.end(items, on: store) }
     }
 
     /// One call for the batch: `concertd_queue_end` for one item, `concertd_queue_end_many` for more.
-    private static func end(_ items: [PollItem], on store: PostgresConcertStore) async throws -> [Bool] {
+    private static func end(_ items: [LineCallItem], on store: PostgresConcertStore) async throws -> [Bool] {
         if items.count == 1, let item = items.first {
             let rows = try await store.sharedStateQuery("end", """
                 SELECT concertd_queue_end(\(item.token), \(item.concertId), \(item.now), \(item.maxActive),
@@ -105,10 +100,16 @@ public final class PostgresWaitingRoom: WaitingRoom {
             return [try rows.first?.decode(Bool.self) ?? false]
         }
         let rows = try await store.sharedStatePrepared("end", QueueEndBatchStatement(items: items))
-        var outcomes = [Bool](repeating: false, count: items.count)
-        for (index, ended) in rows {
-            guard index >= 1, index <= items.count else { throw SharedStateUnavailable("PostgreSQL queue end: row for item \(index)") }
-            outcomes[Int(index) - 1] = ended
+        return try Self.byItem(rows, count: items.count, absent: false, what: "end")
+    }
+
+    /// A batch function's rows, which name their item by its index counted from 1, put in item
+    /// order; an item without a row gets `absent`.
+    private static func byItem<Outcome>(_ rows: [(Int64, Outcome)], count: Int, absent: Outcome, what: String) throws -> [Outcome] {
+        var outcomes = [Outcome](repeating: absent, count: count)
+        for (index, outcome) in rows {
+            guard index >= 1, index <= count else { throw SharedStateUnavailable("PostgreSQL queue \(what): row for item \(index)") }
+            outcomes[Int(index) - 1] = outcome
         }
         return outcomes
     }
@@ -235,8 +236,8 @@ struct QueuePollStatement: PostgresPreparedStatement {
     }
 }
 
-/// One poll or end of a batch, with its line's policy.
-struct PollItem: Sendable {
+/// One poll or end of a batch: the token, its line, the time and the line's policy.
+struct LineCallItem: Sendable {
     var token: String
     var concertId: Int64
     var now: Int64
@@ -251,12 +252,12 @@ struct PollItem: Sendable {
 struct QueuePollBatchStatement: PostgresPreparedStatement {
     static let name = "concertd_queue_poll_many_11"
     static let sql = "SELECT * FROM concertd_queue_poll_many($1, $2, $3, $4, $5, $6, $7)"
-    static let bindingDataTypes = PollItem.arrayTypes
+    static let bindingDataTypes = LineCallItem.arrayTypes
     typealias Row = (Int64, String, Int64, Int64, Int64?)
 
-    var items: [PollItem]
+    var items: [LineCallItem]
 
-    func makeBindings() throws -> PostgresBindings { PollItem.arrays(items) }
+    func makeBindings() throws -> PostgresBindings { LineCallItem.arrays(items) }
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
@@ -265,24 +266,24 @@ struct QueuePollBatchStatement: PostgresPreparedStatement {
 struct QueueEndBatchStatement: PostgresPreparedStatement {
     static let name = "concertd_queue_end_many_11"
     static let sql = "SELECT * FROM concertd_queue_end_many($1, $2, $3, $4, $5, $6, $7)"
-    static let bindingDataTypes = PollItem.arrayTypes
+    static let bindingDataTypes = LineCallItem.arrayTypes
     typealias Row = (Int64, Bool)
 
-    var items: [PollItem]
+    var items: [LineCallItem]
 
-    func makeBindings() throws -> PostgresBindings { PollItem.arrays(items) }
+    func makeBindings() throws -> PostgresBindings { LineCallItem.arrays(items) }
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-extension PollItem {
+extension LineCallItem {
     static let arrayTypes: [PostgresDataType] = [.textArray, .int8Array, .int8Array, .int8Array, .int8Array, .int8Array, .int8Array]
 
     /// The batch functions' arguments: token, concert, now, cap, active and idle milliseconds,
     /// rate, each an array over the items.
-    static func arrays(_ items: [PollItem]) -> PostgresBindings {
+    static func arrays(_ items: [LineCallItem]) -> PostgresBindings {
         var bindings = PostgresBindings(capacity: 7)
         bindings.append(items.map(\.token))
-        for column in [\PollItem.concertId, \.now, \.maxActive, \.activeMilliseconds, \.idleMilliseconds, \.admitPerMinute] {
+        for column in [\LineCallItem.concertId, \.now, \.maxActive, \.activeMilliseconds, \.idleMilliseconds, \.admitPerMinute] {
             bindings.append(items.map { $0[keyPath: column] })
         }
         return bindings

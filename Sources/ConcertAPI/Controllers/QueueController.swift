@@ -30,12 +30,12 @@ struct QueueController {
         try await policies.drawIfDue(snapshot, waitingRoom: waitingRoom, now: now)
         let (ticket, created) = try await waitingRoom.join(userId: caller.userId, concertId: concertId, now: now)
         let shown = try await QueueTickets.decorate(ticket, policies: policies, waitingRoom: waitingRoom, now: now)
-        return try JSONBody.response(QueueTicketBody(ticket: shown), status: created ? .created : .ok)
+        return JSONBody.response(bytes: QueueTicketBody(ticket: shown).jsonBytes, status: created ? .created : .ok)
     }
 
     func current(_ request: Request, context: TicketedRequestContext) async throws -> Response {
         let shown = try await QueueTickets.decorate(context.ticket, policies: policies, waitingRoom: waitingRoom, now: clock.now())
-        return try JSONBody.response(QueueTicketBody(ticket: shown))
+        return JSONBody.response(bytes: QueueTicketBody(ticket: shown).jsonBytes, status: .ok)
     }
 
     func leave(_ request: Request, context: TicketedRequestContext) async throws -> Response {

@@ -31,13 +31,19 @@ public final class PostgresWaitingRoom: WaitingRoom {
     }
 
     /// Each line's policy comes from `policies` with every call (the functions' arguments). At
-    /// most `pollConcurrency` poll calls run at once, each with up to `pollBatchSize` polls.
-    public init(store: PostgresConcertStore, policies: any QueuePolicySource, pollBatchSize: Int = 64, pollConcurrency: Int = 4) {
+    /// most `pollConcurrency` poll calls run at once, each with up to `pollBatchSize` polls; ends
+    /// likewise with `endConcurrency`.
+    ///
+    /// Two poll calls at once, not four: fewer, fuller calls cost the database less per poll
+    /// (about 85 against 105 µs of PostgreSQL CPU at 10,000 waiters, A/B runs alternated on one
+    /// database), and a second call in flight keeps a slow one from holding every poll up.
+    public init(store: PostgresConcertStore, policies: any QueuePolicySource, pollBatchSize: Int = 64,
+                pollConcurrency: Int = 2, endConcurrency: Int = 4) {
         self.store = store
         self.policies = policies
         self.pollBatcher = WriteBatcher(maxBatch: pollBatchSize, concurrency: pollConcurrency,
                                         isInfrastructureFailure: { $0 is SharedStateUnavailable })
-        self.endBatcher = WriteBatcher(maxBatch: pollBatchSize, concurrency: pollConcurrency,
+        self.endBatcher = WriteBatcher(maxBatch: pollBatchSize, concurrency: endConcurrency,
                                        isInfrastructureFailure: { $0 is SharedStateUnavailable })
     }
 

@@ -98,7 +98,7 @@ struct PostgresBatchTests {
     func endsReleasedTogetherShareCalls() async throws {
         try await withCountedStore { store, trips in
             let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 3600)
-            let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, pollConcurrency: 1)
+            let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, endConcurrency: 1)
             var line9: [String] = [], line10: [String] = []
             for user in Int64(1)...100 { line9.append(try await room.join(userId: user, concertId: 9, now: t0).ticket.token) }
             for user in Int64(201)...240 { line10.append(try await room.join(userId: user, concertId: 10, now: t0).ticket.token) }

@@ -18,30 +18,14 @@ struct PostgresRoundTripTests {
     /// 50 seats at 100 points that the store has already read once.
     func withCountedStore(options: PostgresStoreOptions = PostgresStoreOptions(),
                           _ body: (PostgresConcertStore, PostgresRoundTrips, Schedule) async throws -> Void) async throws {
-        let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
-        let database = try await TestDatabase.create(adminURL: adminURL)
-        let trips = try PostgresRoundTrips(targetHost: database.admin.host, targetPort: database.admin.port)
-        var proxied = database
-        proxied.admin.port = trips.proxy.port
-        let store = try PostgresConcertStore(url: proxied.url, logger: TestServices.logger, options: options)
-        let run = Task { await store.run() }
-        do {
-            try await store.migrate()
+        try await withRoundTripCountedStore(options: options, logger: TestServices.logger) { store, trips in
             let now = Self.now
             let concert = try await store.createConcert(NewConcert(
                 title: "T", artist: "A", venue: "V", bookingOpensAt: now.adding(milliseconds: -1000), bookingClosesAt: now.adding(milliseconds: 86_400_000)))
             let schedule = try await store.createSchedule(NewSchedule(concertId: concert.id, startsAt: now.adding(milliseconds: 86_400_000), price: 100, seatCount: 50))
             _ = try await store.schedule(id: schedule.id) // schedules are read once per instance, then known
             try await body(store, trips, schedule)
-        } catch {
-            run.cancel()
-            trips.close()
-            try? await database.drop()
-            throw error
         }
-        run.cancel()
-        trips.close()
-        try? await database.drop()
     }
 
     @Test("holds released together share calls; each caller gets its own answer")

@@ -1,3 +1,5 @@
+import ConcertPostgres
+import Logging
 import NIOCore
 import Synchronization
 
@@ -66,4 +68,46 @@ private final class FrontendMessageParser: Sendable {
             return trips
         }
     }
+}
+
+/// The throwaway PostgreSQL server is not configured (`scripts/test` sets it).
+public struct PostgresNotConfigured: Error, CustomStringConvertible {
+    public var description: String { "CONCERT_TEST_POSTGRES_URL is not set" }
+}
+
+/// Runs `body` on a store of a fresh, migrated database that it reaches through a round-trip
+/// counter; the database is dropped afterwards, whatever `body` did.
+public func withRoundTripCountedStore(options: PostgresStoreOptions = PostgresStoreOptions(),
+                                      logger: Logger = TestServices.quietLogger,
+                                      _ body: (PostgresConcertStore, PostgresRoundTrips) async throws -> Void) async throws {
+    guard let adminURL = TestServices.postgresURL else { throw PostgresNotConfigured() }
+    let database = try await TestDatabase.create(adminURL: adminURL)
+    let trips: PostgresRoundTrips
+    do {
+        trips = try PostgresRoundTrips(targetHost: database.admin.host, targetPort: database.admin.port)
+    } catch {
+        try? await database.drop()
+        throw error
+    }
+    var proxied = database
+    proxied.admin.port = trips.proxy.port
+    let run: Task<Void, Never>
+    do {
+        let store = try PostgresConcertStore(url: proxied.url, logger: logger, options: options)
+        run = Task { await store.run() }
+        do {
+            try await store.migrate()
+            try await body(store, trips)
+        } catch {
+            run.cancel()
+            throw error
+        }
+    } catch {
+        trips.close()
+        try? await database.drop()
+        throw error
+    }
+    run.cancel()
+    trips.close()
+    try? await database.drop()
 }

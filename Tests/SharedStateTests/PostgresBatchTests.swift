@@ -11,29 +11,6 @@ private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
 /// `cache_generations` query), and each caller still gets the answer a call of its own would give.
 @Suite("PostgreSQL shared state in batches", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
 struct PostgresBatchTests {
-    /// A fresh database reached through a round-trip counter, for as long as `body` runs.
-    private func withCountedStore(_ body: (PostgresConcertStore, PostgresRoundTrips) async throws -> Void) async throws {
-        let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
-        let database = try await TestDatabase.create(adminURL: adminURL)
-        let trips = try PostgresRoundTrips(targetHost: database.admin.host, targetPort: database.admin.port)
-        var proxied = database
-        proxied.admin.port = trips.proxy.port
-        let store = try PostgresConcertStore(url: proxied.url, logger: TestServices.quietLogger)
-        let run = Task { await store.run() }
-        do {
-            try await store.migrate()
-            try await body(store, trips)
-        } catch {
-            run.cancel()
-            trips.close()
-            try? await database.drop()
-            throw error
-        }
-        run.cancel()
-        trips.close()
-        try? await database.drop()
-    }
-
     /// Runs `call` for every item at once (released together) and returns the answers by item.
     private func together<T: Sendable>(_ items: [String], _ call: @escaping @Sendable (String) async throws -> T) async throws -> [(String, T)] {
         let gate = StartGate()
@@ -53,7 +30,7 @@ struct PostgresBatchTests {
 
     @Test("polls released together share calls; each gets its own token's answer")
     func pollsReleasedTogetherShareCalls() async throws {
-        try await withCountedStore { store, trips in
+        try await withRoundTripCountedStore { store, trips in
             let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 60)
             // One call at a time, so that polls arriving together must queue and leave together.
             let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, pollConcurrency: 1)
@@ -96,7 +73,7 @@ struct PostgresBatchTests {
 
     @Test("ends released together share calls; each token ends once and the lines move up")
     func endsReleasedTogetherShareCalls() async throws {
-        try await withCountedStore { store, trips in
+        try await withRoundTripCountedStore { store, trips in
             let policy = QueuePolicy(maxActive: 3, activeSeconds: 600, idleSeconds: 3600)
             let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, endConcurrency: 1)
             var line9: [String] = [], line10: [String] = []
@@ -137,7 +114,7 @@ struct PostgresBatchTests {
 
     @Test("cache reads released together share queries, and none is served from before an invalidation")
     func cacheReadsReleasedTogetherShareQueries() async throws {
-        try await withCountedStore { store, trips in
+        try await withRoundTripCountedStore { store, trips in
             let cache = PostgresGenerationCache(store: store)
             let later = t0.adding(seconds: 60)
             try await cache.set(namespace: "concerts", key: "list", value: [1], expiresAt: later, now: t0)

@@ -156,7 +156,7 @@ let package = Package(
         .testTarget(
             name: "ConcertAPITests",
             dependencies: [
-                "ConcertAPI", "ConcertServer", "ConcertDomain", "ConcertStore", "ConcertTestSupport", "RESPClient", "Webhooks",
+                "ConcertAPI", "ConcertServer", "ConcertDomain", "ConcertStore", "ConcertTestSupport", "RESPClient", "SharedState", "Webhooks",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -33,12 +33,14 @@ struct MissingTestService: Error, CustomStringConvertible {
 }
 
 /// Runs `body` against a fresh service with its own database (and Redis key space); `live`
-/// puts a real HTTP server on a loopback port in front of it (`api.port`).
+/// puts a real HTTP server on a loopback port in front of it (`api.port`); `engines` may wrap
+/// the engines the configuration makes (a waiting room that fails on purpose, say).
 func withAPI(
     _ backend: TestBackend = .sqliteMemory,
     live: Bool = false,
     errorLog: ErrorLogRecorder? = nil,
     configure: (inout AppConfig) -> Void = { _ in },
+    engines wrap: @escaping @Sendable (Engines) -> Engines = { $0 },
     _ body: @Sendable (API) async throws -> Void
 ) async throws {
     var config = AppConfig()
@@ -67,7 +69,10 @@ func withAPI(
     var logger = errorLog.map { recorder in Logger(label: "test") { _ in recorder } } ?? Logger(label: "test")
     logger.logLevel = errorLog == nil ? .critical : .error
     do {
-        let app = try await buildApplication(config: config, clock: clock.clock, logger: logger)
+        let wallClock = clock.clock
+        let app = try await ConcertAPI.buildApplication(config: config, clock: wallClock, logger: logger) { config, logger in
+            wrap(try await Engines.make(config: config, clock: wallClock, logger: logger))
+        }
         try await app.test(live ? .live : .router) { client in
             try await body(API(client: client, clock: clock))
         }

@@ -148,6 +148,9 @@ enum PostgresMigrations {
         // 11: a waiter's place in its block from a bitmask instead of the tokens, and polls in
         // batches (`PostgresLinePositions`).
         Migration(version: 11, name: "line_positions", statements: PostgresLinePositions.statements),
+        // 12: the batch functions on generic plans, whatever their first batches looked like
+        // (`PostgresGenericPlans`).
+        Migration(version: 12, name: "generic_plans", statements: PostgresGenericPlans.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

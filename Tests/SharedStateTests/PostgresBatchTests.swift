@@ -11,6 +11,38 @@ private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
 /// `cache_generations` query), and each caller still gets the answer a call of its own would give.
 @Suite("PostgreSQL shared state in batches", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
 struct PostgresBatchTests {
+    @Test("the batch functions run on generic plans and keep their own synchronous_commit off")
+    func batchFunctionsRunOnGenericPlans() async throws {
+        let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
+        let database = try await TestDatabase.create(adminURL: adminURL)
+        let store = try PostgresConcertStore(url: database.url, logger: TestServices.quietLogger)
+        let run = Task { await store.run() }
+        defer { run.cancel() }
+        do {
+            try await store.migrate()
+            let forced = try await database.scalar("""
+                SELECT count(*) FROM pg_proc
+                WHERE proname IN ('concertd_queue_poll_many', 'concertd_queue_end_many', 'concertd_hold')
+                  AND 'plan_cache_mode=force_generic_plan' = ANY (proconfig)
+                """)
+            #expect(forced == 3, "migration 12 sets plan_cache_mode on the three batch functions")
+            // A function's SET clause restores only its own setting on exit: the poll batch's
+            // transaction still commits without waiting for the WAL, as it did before.
+            let settingsAfter = try await database.scalar("""
+                WITH polled AS MATERIALIZED (
+                  SELECT count(*) AS n FROM concertd_queue_poll_many(ARRAY['9.unknown'], ARRAY[9::BIGINT], ARRAY[0::BIGINT],
+                    ARRAY[1::BIGINT], ARRAY[1000::BIGINT], ARRAY[1000::BIGINT], ARRAY[0::BIGINT]))
+                SELECT CASE WHEN n = 0 AND current_setting('synchronous_commit') = 'off'
+                            AND current_setting('plan_cache_mode') = 'auto' THEN 1 ELSE 0 END FROM polled
+                """)
+            #expect(settingsAfter == 1)
+        } catch {
+            try? await database.drop()
+            throw error
+        }
+        try? await database.drop()
+    }
+
     /// Runs `call` for every item at once (released together) and returns the answers by item.
     private func together<T: Sendable>(_ items: [String], _ call: @escaping @Sendable (String) async throws -> T) async throws -> [(String, T)] {
         let gate = StartGate()

@@ -65,7 +65,9 @@ public final class PostgresConcertStore: ConcertStore {
     let client: PostgresClient
     let logger: Logger
     let options: PostgresStoreOptions
-    let health = ConnectionHealth()
+    let health: ConnectionHealth
+    /// Ends the waits and bodies of `leaseWithinLimit` that run past their limits.
+    let watchdog: OperationWatchdog
     public let url: PostgresURL
     /// Schedules with their concerts, by schedule id. Neither is ever deleted, and what is kept
     /// here never changes once written, so a hold checks the booking window from here without a
@@ -95,6 +97,10 @@ public final class PostgresConcertStore: ConcertStore {
         self.logger = logger
         self.options = options
         self.url = parsed
+        let health = ConnectionHealth()
+        self.health = health
+        self.watchdog = OperationWatchdog(health: health, waitLimit: options.connectionWaitLimit, busyLimit: options.busyWaitLimit,
+                                          operationLimit: options.operationLimit)
         self.holdBatcher = WriteBatcher(maxBatch: options.holdBatchSize, concurrency: options.holdBatchConcurrency,
                                         isInfrastructureFailure: { $0 is StoreUnavailable })
     }

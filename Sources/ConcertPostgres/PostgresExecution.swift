@@ -74,14 +74,15 @@ extension PostgresConcertStore {
         }
     }
 
-    /// A workaround for two PostgresNIO 1.33.2 problems: three tasks per operation, because two
-    /// waits here must be abandonable, and a task group would wait for its children instead.
+    /// A workaround for two PostgresNIO 1.33.2 problems: two tasks per operation and the store's
+    /// `OperationWatchdog`, because two waits here must be abandonable, and a task group would
+    /// wait for its children instead.
     /// - The lease: PostgresNIO can miss a cancellation that arrives just as a lease is queued (it
     ///   checks `Task.isCancelled`, then queues; a cancel in between finds nothing).
     /// - The body: PostgresNIO can lose a query written while its connection closes; the query's
     ///   continuation is then never resumed. A body that hangs holds its lease, and the pool's
     ///   `run()` waits for every lease at shutdown, so without this the process could not stop.
-    /// A watchdog gives the caller its answer within the limits and, when the body is lost or
+    /// The watchdog gives the caller its answer within the limits and, when the body is lost or
     /// runs past `operationLimit`, closes the connection (PostgreSQL rolls back whatever was not
     /// committed) and hands the lease back; the lost task is left suspended.
     ///
@@ -95,7 +96,6 @@ extension PostgresConcertStore {
     private func leaseWithinLimit<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         let client = self.client
         let health = self.health
-        let limit = options.connectionWaitLimit, busyLimit = options.busyWaitLimit, operationLimit = options.operationLimit
         let race = LeaseRace()
         let answer = OneShot<R>()
         // Finished when the connection may go back to the pool: the body ended, or was abandoned.
@@ -135,40 +135,10 @@ extension PostgresConcertStore {
                 }
             }
         }
-        let watchdog = Task {
-            let clock = ContinuousClock()
-            let started = clock.now
-            let tick = Duration.milliseconds(250)
-            var closedSeen = false
-            while true {
-                do { try await Task.sleep(for: tick) } catch { return } // Cancelled: the answer is in.
-                let elapsed = clock.now - started
-                if let connection = race.startedConnection {
-                    // The body runs. A closed connection gets one tick for its error to arrive.
-                    let lost = connection.isClosed && closedSeen
-                    closedSeen = connection.isClosed
-                    guard lost || elapsed > operationLimit else { continue }
-                    guard race.abandon() else { return } // The body has just finished.
-                    answer.finish(.failure(StoreUnavailable(lost
-                        ? "the PostgreSQL connection closed under a running operation"
-                        : "no answer from PostgreSQL within \(operationLimit); connection closed")))
-                    // Handed back once closed, so that the pool does not lease it out again. (A
-                    // statement still running on a live connection delays the close until it ends,
-                    // at most `statement_timeout`; the caller has its answer already.)
-                    connection.close().whenComplete { _ in held.finish(.success(false)) }
-                    return
-                }
-                guard elapsed >= limit else { continue }
-                // Others still get connections: the database is busy, not gone; keep waiting.
-                if health.leasedSince(clock.now - limit) && elapsed < busyLimit { continue }
-                guard race.giveUp() else { continue } // It has just started: watch it instead.
-                // The answer first: cancelling fails the lease at once, and its error must not win.
-                answer.finish(.failure(StoreUnavailable("no PostgreSQL connection within \(elapsed)")))
-                operation.cancel()
-                return
-            }
-        }
-        defer { watchdog.cancel() }
+        let watched = watchdog.watch(OperationWatchdog.Watched(
+            started: .now, race: race, fail: { answer.finish(.failure($0)) }, handBack: { held.finish(.success(false)) },
+            cancelWait: { operation.cancel() }))
+        defer { watchdog.forget(watched) }
         return try await withTaskCancellationHandler {
             try await answer.value()
         } onCancel: {
@@ -216,7 +186,7 @@ private struct StaleConnection: Error {}
 
 /// Decides, exactly once, whether an operation got its connection before the wait limit ran out,
 /// and then whether its body or the watchdog ended it.
-private final class LeaseRace: Sendable {
+final class LeaseRace: Sendable {
     private enum State { case waiting, started(PostgresConnection), gaveUp, finished, abandoned }
     private let state = Mutex(State.waiting)
 

@@ -161,7 +161,7 @@ struct StoreRaceTests {
                 if $0.value != nil { return true }
                 if case .insufficientPoints = $0.domainError { return true }
                 return false
-            })
+            }, "the payments' outcomes: \(outcomes[0..<4])")
             let balance = try await stores[1].balance(userId: 9)
             let history = try await stores[1].history(userId: 9)
             #expect(balance == 2000 + 40 * 100 - Int64(paid) * 1000)

@@ -1,6 +1,8 @@
 -- EXPLAIN (ANALYZE, BUFFERS) of the hot queries of PostgresConcertStore (Sources/ConcertPostgres/PostgresConcertStore*.swift),
 -- with the literal values the store binds, on the database bench/run seeded. Writes run inside
 -- BEGIN ... ROLLBACK so nothing changes. psql variables: sid (a schedule), uid (a user).
+-- The hold and payment statements one by one are what the write functions run inside (the store
+-- itself makes one call per write); the last section shows those calls as they run.
 \pset pager off
 SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now \gset
 SELECT id AS rid, user_id AS ruid FROM reservations WHERE status = 'HELD' ORDER BY id DESC LIMIT 1 \gset
@@ -59,4 +61,29 @@ EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) UPDATE users SET balance = 0 WHERE id = :r
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) UPDATE reservations SET status = 'CONFIRMED' WHERE id = :rid;
 \echo '=== pay 5/5: the payment'
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) INSERT INTO payments (user_id, reservation_id, amount, paid_at) VALUES (:ruid, :rid, 50000, :now) RETURNING id;
+ROLLBACK;
+
+-- The write path as it runs now: one call of a function of the migrations per write, whose
+-- statements are the ones above (more or less). auto_explain prints the plan of each statement
+-- inside, as PL/pgSQL runs it (generic plans for the batch functions, migration 12), as NOTICEs.
+LOAD 'auto_explain';
+SET auto_explain.log_min_duration = 0;
+SET auto_explain.log_analyze = on;
+SET auto_explain.log_buffers = on;
+SET auto_explain.log_nested_statements = on;
+SET auto_explain.log_level = notice;
+BEGIN;
+\echo '=== concertd_hold: a batch of one (seat 7)'
+SELECT * FROM concertd_hold(ARRAY[:uid]::BIGINT[], ARRAY[:sid]::BIGINT[], ARRAY[:cid]::BIGINT[], ARRAY[7]::BIGINT[],
+  ARRAY[50000]::BIGINT[], ARRAY[:now]::BIGINT[], ARRAY[:now + 300000]::BIGINT[], ARRAY[4]::BIGINT[]);
+ROLLBACK;
+BEGIN;
+\echo '=== concertd_pay'
+SELECT * FROM concertd_pay(:ruid, :rid, :now, NULL, NULL, NULL, NULL, NULL);
+ROLLBACK;
+SELECT token AS tok, concert_id AS qcid FROM queue_tokens WHERE status = 'WAITING' ORDER BY sequence DESC LIMIT 1 \gset
+BEGIN;
+\echo '=== concertd_queue_poll_many: a batch of one waiter'
+SELECT * FROM concertd_queue_poll_many(ARRAY[:'tok'], ARRAY[:qcid]::BIGINT[], ARRAY[:now]::BIGINT[], ARRAY[200]::BIGINT[],
+  ARRAY[300000]::BIGINT[], ARRAY[3600000]::BIGINT[], ARRAY[0]::BIGINT[]);
 ROLLBACK;

@@ -78,10 +78,6 @@ public final class PostgresGenerationCache: ResponseCache {
 
     private func generation(of namespace: String) async throws -> Int64 {
         try await generationBatcher.submit(namespace) { [store] namespaces in
-            if namespaces.count == 1, let namespace = namespaces.first {
-                let rows = try await store.sharedStatePrepared("cache generation", GenerationStatement(namespace: namespace))
-                return [rows.first ?? 0]
-            }
             let rows = try await store.sharedStatePrepared("cache generation", GenerationsStatement(namespaces: namespaces))
             let generations = Dictionary(rows, uniquingKeysWith: { first, _ in first })
             return namespaces.map { generations[$0] ?? 0 }
@@ -89,7 +85,8 @@ public final class PostgresGenerationCache: ResponseCache {
     }
 }
 
-/// The generations of several namespaces in one query (a namespace never bumped has no row: 0).
+/// The generations of the namespaces of one batch (one or many) in one query, prepared once per
+/// connection; a namespace never bumped has no row: 0.
 struct GenerationsStatement: PostgresPreparedStatement {
     static let name = "concertd_cache_generations"
     static let sql = "SELECT namespace, generation FROM cache_generations WHERE namespace = ANY($1)"
@@ -106,26 +103,5 @@ struct GenerationsStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row {
         try row.decode(Row.self)
-    }
-}
-
-/// The generation read, prepared once per connection: every cached answer reads it (the parse
-/// skipped, as for the queue poll).
-struct GenerationStatement: PostgresPreparedStatement {
-    static let name = "concertd_cache_generation"
-    static let sql = "SELECT generation FROM cache_generations WHERE namespace = $1"
-    static let bindingDataTypes: [PostgresDataType] = [.text]
-    typealias Row = Int64
-
-    var namespace: String
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 1)
-        bindings.append(namespace)
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row {
-        try row.decode(Int64.self)
     }
 }

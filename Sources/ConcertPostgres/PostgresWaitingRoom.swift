@@ -64,9 +64,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
     public func poll(token: String, now: Timestamp) async throws -> QueueTicket? {
         guard let concertId = QueueToken.concertId(of: token) else { return nil }
         let policy = try await policies.policy(concertId: concertId, now: now)
-        let item = LineCallItem(token: token, concertId: concertId, now: now.milliseconds, maxActive: Int64(policy.admissionCap),
-                            activeMilliseconds: policy.activeMilliseconds, idleMilliseconds: policy.idleMilliseconds,
-                            admitPerMinute: Int64(policy.admitPerMinute ?? 0))
+        let item = LineCallItem(token: token, concertId: concertId, now: now, policy: policy)
         let row = try await pollBatcher.submit(item) { [store] items in try await Self.poll(items, on: store) }
         guard let (status, owner, position, activeUntil) = row else { return nil }
         return try ticket(token: token, concertId: concertId, status: status, userId: owner, position: position,
@@ -90,9 +88,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
     public func end(token: String, now: Timestamp) async throws -> Bool {
         guard let concertId = QueueToken.concertId(of: token) else { return false }
         let policy = try await policies.policy(concertId: concertId, now: now)
-        let item = LineCallItem(token: token, concertId: concertId, now: now.milliseconds, maxActive: Int64(policy.admissionCap),
-                            activeMilliseconds: policy.activeMilliseconds, idleMilliseconds: policy.idleMilliseconds,
-                            admitPerMinute: Int64(policy.admitPerMinute ?? 0))
+        let item = LineCallItem(token: token, concertId: concertId, now: now, policy: policy)
         return try await endBatcher.submit(item) { [store] items in try await Self.end(items, on: store) }
     }
 
@@ -251,6 +247,16 @@ struct LineCallItem: Sendable {
     var activeMilliseconds: Int64
     var idleMilliseconds: Int64
     var admitPerMinute: Int64
+
+    init(token: String, concertId: Int64, now: Timestamp, policy: QueuePolicy) {
+        self.token = token
+        self.concertId = concertId
+        self.now = now.milliseconds
+        maxActive = Int64(policy.admissionCap)
+        activeMilliseconds = policy.activeMilliseconds
+        idleMilliseconds = policy.idleMilliseconds
+        admitPerMinute = Int64(policy.admitPerMinute ?? 0)
+    }
 }
 
 /// Many polls in one call (migration 11's `concertd_queue_poll_many`): the items as parallel

@@ -244,6 +244,7 @@ struct QueueTicketBody: Encodable {
 /// A JSON object written byte by byte, strings escaped as JSONEncoder escapes them (`/` too).
 struct JSONText {
     var bytes: [UInt8]
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
     init(capacity: Int) {
         bytes = []
@@ -272,8 +273,8 @@ struct JSONText {
             case 0x0D: bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
             case 0x09: bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
             case 0x00..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"), hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+                bytes.append(contentsOf: [0x5C, UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                                          Self.hex[Int(byte >> 4)], Self.hex[Int(byte & 0xF)]])
             default: bytes.append(byte)
             }
         }

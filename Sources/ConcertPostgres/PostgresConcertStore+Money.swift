@@ -20,10 +20,8 @@ extension PostgresConcertStore {
         let answer = try AnswerTemplate(idempotency, placeholder: AnswerTemplate.marker(0))
         let logger = self.logger
         let row = try await autocommit { connection in
-            try await connection.query("""
-                SELECT o_outcome, o_balance FROM concertd_charge(\(userId), \(amount), \(BookingRules.maxBalance), \(now.milliseconds),
-                  \(answer?.key), \(answer?.claimedAt), \(answer?.status), \(answer?.body), \(answer?.marks))
-                """, logger: logger).collect().first
+            try await connection.rows(ChargeStatement(userId: userId, amount: amount, maxBalance: BookingRules.maxBalance,
+                                                      now: now.milliseconds, answer: answer), logger: logger).first
         }
         guard let row else { throw PostgresStoreError("concertd_charge answered no row") }
         let (outcome, balance) = try row.decode((String, Int64).self)
@@ -60,10 +58,8 @@ extension PostgresConcertStore {
         let answer = try AnswerTemplate(idempotency, placeholder: placeholder, markers: 3)
         let logger = self.logger
         let row = try await autocommit { connection in
-            try await connection.query("""
-                SELECT o_outcome, o_payment, o_amount, o_balance, o_concert FROM concertd_pay(\(userId), \(reservationId), \(now.milliseconds),
-                  \(answer?.key), \(answer?.claimedAt), \(answer?.status), \(answer?.body), \(answer?.marks))
-                """, logger: logger).collect().first
+            try await connection.rows(PayStatement(userId: userId, reservationId: reservationId, now: now.milliseconds,
+                                                   answer: answer), logger: logger).first
         }
         guard let row else { throw PostgresStoreError("concertd_pay answered no row") }
         let (outcome, paymentId, amount, balance, concertId) = try row.decode((String, Int64?, Int64?, Int64?, Int64?).self)

@@ -39,11 +39,10 @@ extension PostgresConcertStore {
     /// One call of `concertd_hold` for a batch; one outcome per item, in order.
     private static func hold(_ items: [HoldItem], on connection: PostgresConnection, logger: Logger) async throws -> [HoldOutcome] {
         var outcomes = [HoldOutcome?](repeating: nil, count: items.count)
-        let rows = try await connection.query("""
-            SELECT o_item, o_outcome, o_reservation FROM concertd_hold(
-              \(items.map(\.userId)), \(items.map(\.scheduleId)), \(items.map(\.concertId)), \(items.map { Int64($0.seatNumber) }),
-              \(items.map(\.price)), \(items.map(\.now)), \(items.map(\.heldUntil)), \(items.map { Int64($0.maxHolds) }))
-            """, logger: logger).collect()
+        let rows = try await connection.rows(HoldBatchStatement(
+            users: items.map(\.userId), schedules: items.map(\.scheduleId), concerts: items.map(\.concertId),
+            seats: items.map { Int64($0.seatNumber) }, prices: items.map(\.price), nows: items.map(\.now),
+            heldUntils: items.map(\.heldUntil), maxHolds: items.map { Int64($0.maxHolds) }), logger: logger)
         for row in rows {
             let (item, outcome, reservationId) = try row.decode((Int64, String, Int64?).self)
             guard item >= 1, item <= items.count else { throw PostgresStoreError("concertd_hold answered for item \(item) of \(items.count)") }
@@ -67,8 +66,10 @@ extension PostgresConcertStore {
     }
 
     public func reservation(id: Int64, userId: Int64) async throws -> Reservation? {
-        try await rows("SELECT \(unescaped: Columns.reservation) FROM reservations WHERE id = \(id) AND user_id = \(userId)")
-            .first.map(Self.reservation)
+        let logger = self.logger
+        return try await withConnection { connection in
+            try await connection.rows(ReservationStatement(id: id, userId: userId), logger: logger)
+        }.first.map(Self.reservation)
     }
 
     @discardableResult

@@ -68,11 +68,7 @@ public final class PostgresGenerationCache: ResponseCache {
         // Every hold and cancel drops its schedule list, so this runs as often as holds do: its
         // commit is not waited for (synchronous_commit off for this statement's transaction). A
         // crash in that instant can forget the bump; entries live at most their TTL anyway.
-        _ = try await store.sharedStateQuery("cache invalidate", """
-            INSERT INTO cache_generations (namespace, generation)
-            SELECT \(namespace), 1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
-            ON CONFLICT (namespace) DO UPDATE SET generation = cache_generations.generation + 1
-            """)
+        _ = try await store.sharedStatePrepared("cache invalidate", GenerationBumpStatement(namespace: namespace))
         _ = namespaces.withLock { $0.removeValue(forKey: namespace) }
     }
 

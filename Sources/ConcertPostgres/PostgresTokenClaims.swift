@@ -13,21 +13,13 @@ public final class PostgresTokenClaims: TokenClaims {
     public init(store: PostgresConcertStore) { self.store = store }
 
     public func claim(token: String, owner: String, until: Timestamp, now: Timestamp) async throws -> Bool {
-        let rows = try await store.sharedStateQuery("token claim", """
-            INSERT INTO queue_token_claims (token, owner, claimed_until)
-            SELECT \(token), \(owner), \(until.milliseconds) FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
-            ON CONFLICT (token) DO UPDATE SET owner = EXCLUDED.owner, claimed_until = EXCLUDED.claimed_until
-              WHERE queue_token_claims.claimed_until <= \(now.milliseconds) OR queue_token_claims.owner = EXCLUDED.owner
-            RETURNING 1
-            """)
+        let rows = try await store.sharedStatePrepared("token claim", TokenClaimStatement(
+            token: token, owner: owner, until: until.milliseconds, now: now.milliseconds))
         return !rows.isEmpty
     }
 
     public func release(token: String, owner: String) async throws {
-        _ = try await store.sharedStateQuery("token claim release", """
-            DELETE FROM queue_token_claims USING (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
-            WHERE token = \(token) AND owner = \(owner)
-            """)
+        _ = try await store.sharedStatePrepared("token claim release", TokenClaimReleaseStatement(token: token, owner: owner))
     }
 
     /// Deletes claims that ran out before `cutoff` (the janitor, every few seconds).

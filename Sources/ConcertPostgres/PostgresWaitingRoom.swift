@@ -95,10 +95,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
     /// One call for the batch: `concertd_queue_end` for one item, `concertd_queue_end_many` for more.
     private static func end(_ items: [LineCallItem], on store: PostgresConcertStore) async throws -> [Bool] {
         if items.count == 1, let item = items.first {
-            let rows = try await store.sharedStateQuery("end", """
-                SELECT concertd_queue_end(\(item.token), \(item.concertId), \(item.now), \(item.maxActive),
-                                          \(item.activeMilliseconds), \(item.idleMilliseconds), \(item.admitPerMinute))
-                """)
+            let rows = try await store.sharedStatePrepared("end", QueueEndStatement(item: item))
             return [try rows.first?.decode(Bool.self) ?? false]
         }
         let rows = try await store.sharedStatePrepared("end", QueueEndBatchStatement(items: items))

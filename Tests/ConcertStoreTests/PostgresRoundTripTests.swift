@@ -8,7 +8,8 @@ import Testing
 /// The write path's round trips, counted on the wire (docs/concurrency.md lists them): a hold, a
 /// cancel, a charge, a payment, a refund and a cancelled date each reach PostgreSQL once, with or without an
 /// `Idempotency-Key`, and so does a first claim of a key. A statement added to any of them makes
-/// this fail.
+/// this fail. (The write calls are prepared statements: the first call of one on a connection
+/// also prepares it there, an exchange counted apart, at most one per call.)
 @Suite("PostgreSQL round trips per write", .enabled(if: TestServices.postgresURL != nil || TestServices.required))
 struct PostgresRoundTripTests {
     static let now = Timestamp(milliseconds: 1_800_000_000_000)
@@ -82,6 +83,47 @@ struct PostgresRoundTripTests {
         }
     }
 
+    @Test("the purchase's calls are prepared: nothing parsed on the round trip of a hold, charge, payment, token claim, end or cache bump")
+    func purchaseCallsArePrepared() async throws {
+        try await withCountedStore { store, trips, schedule in
+            let now = Self.now
+            func prepared<R>(_ what: String, _ body: () async throws -> R) async throws -> R {
+                trips.reset()
+                let result = try await body()
+                #expect(trips.value == 1, "\(what): \(trips.value) round trips")
+                #expect(trips.unprepared == 0, "\(what): \(trips.unprepared) round trips parsed their statement")
+                return result
+            }
+            let hold = { (user: Int64, seat: Int) in
+                HoldRequest(userId: user, scheduleId: schedule.id, seatNumber: seat, now: now, rules: Self.rules)
+            }
+            let held = try await prepared("hold") { try await store.hold(hold(1, 1)) }
+            trips.reset()
+            await #expect(throws: DomainError.seatUnavailable) { _ = try await store.hold(hold(2, 1)) }
+            #expect(trips.unprepared == 0, "refused hold: \(trips.unprepared) round trips parsed their statement")
+            _ = try await prepared("charge") { try await store.charge(userId: 1, amount: 500, now: now, rules: Self.rules, idempotency: nil) }
+            let read = try await prepared("reservation read") { try await store.reservation(id: held.id, userId: 1) }
+            #expect(read?.id == held.id)
+            let receipt = try await prepared("payment") { try await store.pay(userId: 1, reservationId: held.id, now: now, idempotency: nil) }
+            #expect(receipt.balance == 400)
+
+            let claims = PostgresTokenClaims(store: store)
+            let claimed = try await prepared("token claim") {
+                try await claims.claim(token: "7.t", owner: "o", until: now.adding(milliseconds: 60_000), now: now)
+            }
+            #expect(claimed)
+            try await prepared("token claim release") { try await claims.release(token: "7.t", owner: "o") }
+
+            let room = PostgresWaitingRoom(store: store, policy: QueuePolicy(maxActive: 5, activeSeconds: 600, idleSeconds: 60))
+            let (ticket, _) = try await room.join(userId: 1, concertId: schedule.concertId, now: now)
+            let ended = try await prepared("queue end") { try await room.end(token: ticket.token, now: now) }
+            #expect(ended)
+
+            let cache = PostgresGenerationCache(store: store)
+            try await prepared("cache generation bump") { try await cache.invalidate(namespace: "schedules:\(schedule.concertId)") }
+        }
+    }
+
     @Test("hold, refused hold, cancel, charge, claim, payment, refund and a cancelled date: one round trip each")
     func oneRoundTripEach() async throws {
         try await withCountedStore { store, trips, schedule in
@@ -92,12 +134,15 @@ struct PostgresRoundTripTests {
             trips.reset()
             let result = try await body()
             #expect(trips.value == 1, "\(what): \(trips.value) round trips")
+            // The first call of a prepared statement on a connection also prepares it, once.
+            #expect(trips.preparations <= 1, "\(what): \(trips.preparations) preparations")
             return result
         }
         func countedRefusal(_ what: String, _ error: DomainError, _ body: () async throws -> Void) async {
             trips.reset()
             await #expect(throws: error) { try await body() }
             #expect(trips.value == 1, "\(what): \(trips.value) round trips")
+            #expect(trips.preparations <= 1, "\(what): \(trips.preparations) preparations")
         }
         let hold = { (user: Int64, seat: Int) in HoldRequest(userId: user, scheduleId: schedule.id, seatNumber: seat, now: now, rules: rules) }
 

@@ -8,9 +8,15 @@ import Synchronization
 /// simple query is one Query message (`Q`), so their number is the number of times a client waited
 /// for the server. It sees what any code sends, whichever helper sent it, so a statement added to
 /// a write shows here.
+///
+/// An exchange that only prepares a statement (Parse and Describe, no Bind: PostgresNIO does that
+/// once per connection, the first time a prepared statement runs there) is counted apart, in
+/// `preparations`: it is paid once per connection, not per call. A round trip that parses its
+/// statement as it runs it (Parse and Bind in one exchange: a plain query, which PostgreSQL parses
+/// and plans on every call) is also counted in `unprepared`.
 public final class PostgresRoundTrips: Sendable {
     private final class Count: Sendable {
-        let value = Mutex(0)
+        let value = Mutex(Exchanges())
     }
     private let count = Count()
     public let proxy: TCPProxy
@@ -20,16 +26,22 @@ public final class PostgresRoundTrips: Sendable {
         proxy = try TCPProxy(targetHost: targetHost, targetPort: targetPort) {
             let parser = FrontendMessageParser()
             return { bytes in
-                let trips = parser.feed(bytes)
-                if trips > 0 { count.value.withLock { $0 += trips } }
+                let seen = parser.feed(bytes)
+                if seen.trips + seen.preparations > 0 { count.value.withLock { $0.add(seen) } }
             }
         }
     }
 
-    /// Round trips since the last `reset`.
-    public var value: Int { count.value.withLock { $0 } }
+    /// Round trips since the last `reset`, preparations apart.
+    public var value: Int { count.value.withLock { $0.trips } }
 
-    public func reset() { count.value.withLock { $0 = 0 } }
+    /// Round trips since the last `reset` whose statement was parsed in them (not prepared).
+    public var unprepared: Int { count.value.withLock { $0.unprepared } }
+
+    /// Exchanges that only prepared a statement since the last `reset`.
+    public var preparations: Int { count.value.withLock { $0.preparations } }
+
+    public func reset() { count.value.withLock { $0 = Exchanges() } }
 
     public func close() { proxy.close() }
 }
@@ -40,15 +52,20 @@ private final class FrontendMessageParser: Sendable {
     private struct State {
         var buffer: [UInt8] = []
         var startedUp = false
+        /// The exchange under way has bound a statement (it executes something).
+        var bound = false
+        /// The exchange under way has parsed a statement.
+        var parsed = false
     }
     private let state = Mutex(State())
     private static let sslRequestCode: UInt32 = 80_877_103
 
-    /// Feeds bytes; answers how many Sync and Query messages they completed.
-    func feed(_ bytes: ByteBuffer) -> Int {
+    /// Feeds bytes; answers the exchanges they completed: round trips (a Sync after a Bind, a
+    /// Query), those of them that parsed too, and preparations (a Sync with no Bind since the last).
+    func feed(_ bytes: ByteBuffer) -> Exchanges {
         state.withLock { state in
             state.buffer.append(contentsOf: bytes.readableBytesView)
-            var trips = 0
+            var seen = Exchanges()
             while true {
                 let header = state.startedUp ? 5 : 4
                 guard state.buffer.count >= header else { break }
@@ -57,7 +74,26 @@ private final class FrontendMessageParser: Sendable {
                 let total = offset + length
                 guard length >= 4, state.buffer.count >= total else { break }
                 if state.startedUp {
-                    if state.buffer[0] == UInt8(ascii: "S") || state.buffer[0] == UInt8(ascii: "Q") { trips += 1 }
+                    switch state.buffer[0] {
+                    case UInt8(ascii: "P"):
+                        state.parsed = true
+                    case UInt8(ascii: "B"):
+                        state.bound = true
+                    case UInt8(ascii: "S"):
+                        if state.bound {
+                            seen.trips += 1
+                            if state.parsed { seen.unprepared += 1 }
+                        } else {
+                            seen.preparations += 1
+                        }
+                        state.bound = false
+                        state.parsed = false
+                    case UInt8(ascii: "Q"):
+                        seen.trips += 1
+                        seen.unprepared += 1
+                    default:
+                        break
+                    }
                 } else {
                     // An SSLRequest comes before the real startup message.
                     let code = state.buffer.count >= 8 ? state.buffer[4..<8].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } : 0
@@ -65,8 +101,21 @@ private final class FrontendMessageParser: Sendable {
                 }
                 state.buffer.removeFirst(total)
             }
-            return trips
+            return seen
         }
+    }
+}
+
+/// Exchanges counted on the wire (see `PostgresRoundTrips`).
+struct Exchanges: Sendable {
+    var trips = 0
+    var unprepared = 0
+    var preparations = 0
+
+    mutating func add(_ other: Exchanges) {
+        trips += other.trips
+        unprepared += other.unprepared
+        preparations += other.preparations
     }
 }
 

@@ -1,0 +1,203 @@
+import PostgresNIO
+
+/// The write path's calls, prepared once per connection (PostgresNIO's prepared statements) like
+/// the poll: a hold, a charge, a payment, a single queue end, a token claim and its release, a
+/// cache generation bump and the payment's reservation read.
+///
+/// Sent as plain queries, each of these was parsed, analysed and planned by PostgreSQL on every
+/// call: under the purchase write path (hold → charge → pay, 16 connections, durable) parsing,
+/// analysis and planning of top-level statements were about a quarter of PostgreSQL's CPU samples
+/// (`perf`, 2026-12-02). Prepared, a call is one Bind/Execute on the connection it runs on.
+///
+/// Each statement hands back its rows as they are, so that the store decodes them where it did
+/// before (the outcomes of the write functions, the reservation columns).
+protocol PreparedWrite: PostgresPreparedStatement where Row == PostgresRow {}
+
+extension PreparedWrite {
+    func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
+}
+
+extension PostgresConnection {
+    /// The rows of one prepared write.
+    func rows<Statement: PreparedWrite>(_ statement: Statement, logger: Logger) async throws -> [PostgresRow] {
+        var rows: [PostgresRow] = []
+        for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+        return rows
+    }
+}
+
+extension PostgresBindings {
+    /// An idempotent write's answer template, or four NULLs without one (the functions' last
+    /// four arguments: key, claimed at, status, body, marks).
+    mutating func append(_ answer: AnswerTemplate?) {
+        append(answer?.key)
+        append(answer?.claimedAt)
+        append(answer?.status)
+        append(answer?.body)
+        append(answer?.marks)
+    }
+
+    static let answerTypes: [PostgresDataType] = [.text, .int8, .int8, .bytea, .textArray]
+}
+
+/// `concertd_hold` for a batch: the items as parallel arrays.
+struct HoldBatchStatement: PreparedWrite {
+    static let name = "concertd_hold_13"
+    static let sql = "SELECT o_item, o_outcome, o_reservation FROM concertd_hold($1, $2, $3, $4, $5, $6, $7, $8)"
+    static let bindingDataTypes = [PostgresDataType](repeating: .int8Array, count: 8)
+
+    var users: [Int64]
+    var schedules: [Int64]
+    var concerts: [Int64]
+    var seats: [Int64]
+    var prices: [Int64]
+    var nows: [Int64]
+    var heldUntils: [Int64]
+    var maxHolds: [Int64]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 8)
+        for column in [users, schedules, concerts, seats, prices, nows, heldUntils, maxHolds] { bindings.append(column) }
+        return bindings
+    }
+}
+
+/// `concertd_charge`.
+struct ChargeStatement: PreparedWrite {
+    static let name = "concertd_charge_13"
+    static let sql = "SELECT o_outcome, o_balance FROM concertd_charge($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    static let bindingDataTypes: [PostgresDataType] = [.int8, .int8, .int8, .int8] + PostgresBindings.answerTypes
+
+    var userId: Int64
+    var amount: Int64
+    var maxBalance: Int64
+    var now: Int64
+    var answer: AnswerTemplate?
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 9)
+        for value in [userId, amount, maxBalance, now] { bindings.append(value) }
+        bindings.append(answer)
+        return bindings
+    }
+}
+
+/// `concertd_pay`.
+struct PayStatement: PreparedWrite {
+    static let name = "concertd_pay_13"
+    static let sql = "SELECT o_outcome, o_payment, o_amount, o_balance, o_concert FROM concertd_pay($1, $2, $3, $4, $5, $6, $7, $8)"
+    static let bindingDataTypes: [PostgresDataType] = [.int8, .int8, .int8] + PostgresBindings.answerTypes
+
+    var userId: Int64
+    var reservationId: Int64
+    var now: Int64
+    var answer: AnswerTemplate?
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 8)
+        for value in [userId, reservationId, now] { bindings.append(value) }
+        bindings.append(answer)
+        return bindings
+    }
+}
+
+/// `concertd_queue_end` for one token (a batch of one: most payments end their token alone).
+struct QueueEndStatement: PreparedWrite {
+    static let name = "concertd_queue_end_13"
+    static let sql = "SELECT concertd_queue_end($1, $2, $3, $4, $5, $6, $7)"
+    static let bindingDataTypes: [PostgresDataType] = [.text, .int8, .int8, .int8, .int8, .int8, .int8]
+
+    var item: LineCallItem
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 7)
+        bindings.append(item.token)
+        for value in [item.concertId, item.now, item.maxActive, item.activeMilliseconds, item.idleMilliseconds, item.admitPerMinute] {
+            bindings.append(value)
+        }
+        return bindings
+    }
+}
+
+/// A token claim (`PostgresTokenClaims.claim`): a row back when the claim was taken.
+struct TokenClaimStatement: PreparedWrite {
+    static let name = "concertd_token_claim_13"
+    static let sql = """
+        INSERT INTO queue_token_claims (token, owner, claimed_until)
+        SELECT $1, $2, $3 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
+        ON CONFLICT (token) DO UPDATE SET owner = EXCLUDED.owner, claimed_until = EXCLUDED.claimed_until
+          WHERE queue_token_claims.claimed_until <= $4 OR queue_token_claims.owner = EXCLUDED.owner
+        RETURNING 1
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.text, .text, .int8, .int8]
+
+    var token: String
+    var owner: String
+    var until: Int64
+    var now: Int64
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 4)
+        bindings.append(token)
+        bindings.append(owner)
+        bindings.append(until)
+        bindings.append(now)
+        return bindings
+    }
+}
+
+/// A token claim's release by its owner.
+struct TokenClaimReleaseStatement: PreparedWrite {
+    static let name = "concertd_token_claim_release_13"
+    static let sql = """
+        DELETE FROM queue_token_claims USING (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
+        WHERE token = $1 AND owner = $2
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.text, .text]
+
+    var token: String
+    var owner: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(token)
+        bindings.append(owner)
+        return bindings
+    }
+}
+
+/// A cache namespace's generation bump (`PostgresGenerationCache.invalidate`, on every hold).
+struct GenerationBumpStatement: PreparedWrite {
+    static let name = "concertd_generation_bump_13"
+    static let sql = """
+        INSERT INTO cache_generations (namespace, generation)
+        SELECT $1, 1 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS asynchronous_commit
+        ON CONFLICT (namespace) DO UPDATE SET generation = cache_generations.generation + 1
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.text]
+
+    var namespace: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(namespace)
+        return bindings
+    }
+}
+
+/// One of the caller's reservations by id (every payment reads it first).
+struct ReservationStatement: PreparedWrite {
+    static let name = "concertd_reservation_13"
+    static let sql = "SELECT \(PostgresConcertStore.Columns.reservation) FROM reservations WHERE id = $1 AND user_id = $2"
+    static let bindingDataTypes: [PostgresDataType] = [.int8, .int8]
+
+    var id: Int64
+    var userId: Int64
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(id)
+        bindings.append(userId)
+        return bindings
+    }
+}

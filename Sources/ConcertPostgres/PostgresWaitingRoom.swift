@@ -74,10 +74,7 @@ public final class PostgresWaitingRoom: WaitingRoom {
     /// One call for the batch: the single poll for one item, `concertd_queue_poll_many` for more.
     private static func poll(_ items: [LineCallItem], on store: PostgresConcertStore) async throws -> [QueuePollStatement.Row?] {
         if items.count == 1, let item = items.first {
-            let rows = try await store.sharedStatePrepared("poll", QueuePollStatement(
-                token: item.token, concertId: item.concertId, now: item.now, maxActive: item.maxActive,
-                activeMilliseconds: item.activeMilliseconds, idleMilliseconds: item.idleMilliseconds,
-                admitPerMinute: item.admitPerMinute))
+            let rows = try await store.sharedStatePrepared("poll", QueuePollStatement(item: item))
             return [rows.first]
         }
         let rows = try await store.sharedStatePrepared("poll", QueuePollBatchStatement(items: items))
@@ -210,25 +207,12 @@ public final class PostgresWaitingRoom: WaitingRoom {
 struct QueuePollStatement: PostgresPreparedStatement {
     static let name = "concertd_queue_poll_9"
     static let sql = "SELECT * FROM concertd_queue_poll($1, $2, $3, $4, $5, $6, $7)"
-    static let bindingDataTypes: [PostgresDataType] = [.text, .int8, .int8, .int8, .int8, .int8, .int8]
+    static let bindingDataTypes = LineCallItem.types
     typealias Row = (String, Int64, Int64, Int64?)
 
-    var token: String
-    var concertId: Int64
-    var now: Int64
-    var maxActive: Int64
-    var activeMilliseconds: Int64
-    var idleMilliseconds: Int64
-    var admitPerMinute: Int64
+    var item: LineCallItem
 
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 7)
-        bindings.append(token)
-        for value in [concertId, now, maxActive, activeMilliseconds, idleMilliseconds, admitPerMinute] {
-            bindings.append(value)
-        }
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { item.bindings }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {
         try row.decode(Row.self)
@@ -285,6 +269,14 @@ struct QueueEndBatchStatement: PostgresPreparedStatement {
 }
 
 extension LineCallItem {
+    /// The single functions' arguments (`concertd_queue_poll`, `concertd_queue_end`): token,
+    /// concert, now, cap, active and idle milliseconds, rate.
+    static let types: [PostgresDataType] = [.text, .int8, .int8, .int8, .int8, .int8, .int8]
+
+    var bindings: PostgresBindings {
+        .of(token, concertId, now, maxActive, activeMilliseconds, idleMilliseconds, admitPerMinute)
+    }
+
     static let arrayTypes: [PostgresDataType] = [.textArray, .int8Array, .int8Array, .int8Array, .int8Array, .int8Array, .int8Array]
 
     /// The batch functions' arguments: token, concert, now, cap, active and idle milliseconds,

@@ -27,6 +27,13 @@ extension PostgresConnection {
 }
 
 extension PostgresBindings {
+    /// The bindings of `values`, in order (one line per statement instead of one per value).
+    static func of<each Value: PostgresDynamicTypeEncodable>(_ values: repeat each Value) -> PostgresBindings {
+        var bindings = PostgresBindings()
+        for value in repeat each values { bindings.append(value) }
+        return bindings
+    }
+
     /// An idempotent write's answer template, or four NULLs without one (the functions' last
     /// four arguments: key, claimed at, status, body, marks).
     mutating func append(_ answer: AnswerTemplate?) {
@@ -55,11 +62,7 @@ struct HoldBatchStatement: PreparedWrite {
     var heldUntils: [Int64]
     var maxHolds: [Int64]
 
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 8)
-        for column in [users, schedules, concerts, seats, prices, nows, heldUntils, maxHolds] { bindings.append(column) }
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { .of(users, schedules, concerts, seats, prices, nows, heldUntils, maxHolds) }
 }
 
 /// `concertd_charge`.
@@ -75,8 +78,7 @@ struct ChargeStatement: PreparedWrite {
     var answer: AnswerTemplate?
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 9)
-        for value in [userId, amount, maxBalance, now] { bindings.append(value) }
+        var bindings = PostgresBindings.of(userId, amount, maxBalance, now)
         bindings.append(answer)
         return bindings
     }
@@ -94,8 +96,7 @@ struct PayStatement: PreparedWrite {
     var answer: AnswerTemplate?
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 8)
-        for value in [userId, reservationId, now] { bindings.append(value) }
+        var bindings = PostgresBindings.of(userId, reservationId, now)
         bindings.append(answer)
         return bindings
     }
@@ -105,18 +106,11 @@ struct PayStatement: PreparedWrite {
 struct QueueEndStatement: PreparedWrite {
     static let name = "concertd_queue_end_13"
     static let sql = "SELECT concertd_queue_end($1, $2, $3, $4, $5, $6, $7)"
-    static let bindingDataTypes: [PostgresDataType] = [.text, .int8, .int8, .int8, .int8, .int8, .int8]
+    static let bindingDataTypes = LineCallItem.types
 
     var item: LineCallItem
 
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 7)
-        bindings.append(item.token)
-        for value in [item.concertId, item.now, item.maxActive, item.activeMilliseconds, item.idleMilliseconds, item.admitPerMinute] {
-            bindings.append(value)
-        }
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { item.bindings }
 }
 
 /// A token claim (`PostgresTokenClaims.claim`): a row back when the claim was taken.
@@ -136,14 +130,7 @@ struct TokenClaimStatement: PreparedWrite {
     var until: Int64
     var now: Int64
 
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 4)
-        bindings.append(token)
-        bindings.append(owner)
-        bindings.append(until)
-        bindings.append(now)
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { .of(token, owner, until, now) }
 }
 
 /// A token claim's release by its owner.
@@ -158,12 +145,7 @@ struct TokenClaimReleaseStatement: PreparedWrite {
     var token: String
     var owner: String
 
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 2)
-        bindings.append(token)
-        bindings.append(owner)
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { .of(token, owner) }
 }
 
 /// A cache namespace's generation bump (`PostgresGenerationCache.invalidate`, on every hold).
@@ -178,11 +160,7 @@ struct GenerationBumpStatement: PreparedWrite {
 
     var namespace: String
 
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 1)
-        bindings.append(namespace)
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { .of(namespace) }
 }
 
 /// One of the caller's reservations by id (every payment reads it first).
@@ -194,10 +172,5 @@ struct ReservationStatement: PreparedWrite {
     var id: Int64
     var userId: Int64
 
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 2)
-        bindings.append(id)
-        bindings.append(userId)
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { .of(id, userId) }
 }

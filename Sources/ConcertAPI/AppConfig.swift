@@ -8,6 +8,9 @@ public struct AppConfig: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
     public var databaseURL = "sqlite:concert.sqlite"
+    /// Most PostgreSQL connections this instance opens (`CONCERT_DATABASE_POOL_SIZE`): N instances
+    /// need N times this within the server's `max_connections`. SQLite ignores it.
+    public var databasePoolSize = 20
     public var redisURL: String?
     /// Prefix of every Redis key, so several deployments (or test runs) can share one Redis.
     public var redisKeyPrefix = "concertd:"

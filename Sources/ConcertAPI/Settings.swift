@@ -9,6 +9,7 @@ import Logging
 public enum Setting: String, CaseIterable, Sendable {
     case host, port
     case databaseURL = "database.url"
+    case databasePoolSize = "database.poolSize"
     case redisURL = "redis.url"
     case redisKeyPrefix = "redis.keyPrefix"
     case jwtSecret = "jwt.secret"
@@ -110,6 +111,7 @@ extension AppConfig {
         if let host = source.text(.host) { config.host = host }
         if let port = try source.int(.port, 0...65535) { config.port = Int(port) }
         if let url = source.text(.databaseURL) { config.databaseURL = url }
+        if let value = try source.int(.databasePoolSize, 1...1_000) { config.databasePoolSize = Int(value) }
         if let url = source.text(.redisURL) { config.redisURL = url }
         if let prefix = source.text(.redisKeyPrefix) { config.redisKeyPrefix = prefix }
         if let secret = source.text(.jwtSecret) {

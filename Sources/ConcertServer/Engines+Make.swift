@@ -39,7 +39,7 @@ extension Engines {
                 throw ConfigError("cannot open the SQLite database at '\(path)': \(error)")
             }
         } else if url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") {
-            let made = try Engines.makePostgresStore(url: url, logger: logger)
+            let made = try Engines.makePostgresStore(url: url, poolSize: config.databasePoolSize, logger: logger)
             store = made.store
             postgres = made.store
             services.append(made.service)
@@ -67,14 +67,14 @@ extension Engines {
                        services: services)
     }
 
-    static func makePostgresStore(url: String, logger: Logger) throws -> (store: PostgresConcertStore, service: any Service) {
+    static func makePostgresStore(url: String, poolSize: Int, logger: Logger) throws -> (store: PostgresConcertStore, service: any Service) {
         // PostgresNIO reports every failed connection attempt at info level; during an outage that
         // is one line per attempt. Readiness, 503 answers and our own warnings tell the story.
         var poolLogger = logger
         poolLogger.logLevel = max(logger.logLevel, .warning)
         let store: PostgresConcertStore
         do {
-            store = try PostgresConcertStore(url: url, logger: poolLogger)
+            store = try PostgresConcertStore(url: url, logger: poolLogger, options: PostgresStoreOptions(maximumConnections: poolSize))
         } catch {
             throw ConfigError("CONCERT_DATABASE_URL: \(error)")
         }

@@ -16,7 +16,7 @@ struct ConfigurationTests {
 
     @Test func everySettingHasItsContractNameAndIsReadUnderIt() {
         #expect(Set(Setting.allCases.map(\.environmentName)) == [
-            "CONCERT_HOST", "CONCERT_PORT", "CONCERT_DATABASE_URL", "CONCERT_REDIS_URL", "CONCERT_REDIS_KEY_PREFIX",
+            "CONCERT_HOST", "CONCERT_PORT", "CONCERT_DATABASE_URL", "CONCERT_DATABASE_POOL_SIZE", "CONCERT_REDIS_URL", "CONCERT_REDIS_KEY_PREFIX",
             "CONCERT_JWT_SECRET", "CONCERT_JWT_JWKS_FILE", "CONCERT_JWT_MAX_LIFETIME_SECONDS", "CONCERT_HOLD_SECONDS",
             "CONCERT_QUEUE_MAX_ACTIVE", "CONCERT_QUEUE_ACTIVE_SECONDS", "CONCERT_QUEUE_IDLE_SECONDS", "CONCERT_QUEUE_SWEEP_MS",
             "CONCERT_MAX_HOLDS_PER_USER", "CONCERT_MAX_CHARGE", "CONCERT_REFUND_CUTOFF_SECONDS",
@@ -38,9 +38,10 @@ struct ConfigurationTests {
             "CONCERT_HOST": "0.0.0.0", "CONCERT_PORT": "9000", "CONCERT_DATABASE_URL": "sqlite::memory:",
             "CONCERT_REDIS_URL": "redis://127.0.0.1:6379", "CONCERT_HOLD_SECONDS": "42", "CONCERT_QUEUE_MAX_ACTIVE": "7",
             "CONCERT_RATE_LIMIT_PER_IP": "5", "CONCERT_CACHE_TTL_MS": "0", "CONCERT_WEBHOOK_RESOLVER": "loopback-only",
-            "CONCERT_WEBHOOK_ALLOW_PRIVATE": "1", "LOG_LEVEL": "debug",
+            "CONCERT_WEBHOOK_ALLOW_PRIVATE": "1", "LOG_LEVEL": "debug", "CONCERT_DATABASE_POOL_SIZE": "8",
         ])
         #expect(config.host == "0.0.0.0" && config.port == 9000 && config.databaseURL == "sqlite::memory:")
+        #expect(config.databasePoolSize == 8)
         #expect(config.redisURL == "redis://127.0.0.1:6379")
         #expect(config.rules.holdMilliseconds == 42_000 && config.queue.maxActive == 7 && config.rateLimitPerIP == 5)
         #expect(config.cacheTTLMilliseconds == 0)
@@ -66,6 +67,7 @@ struct ConfigurationTests {
     @Test func unsetSettingsTakeTheContractDefaults() throws {
         let config = try AppConfig.read(environment: [:])
         #expect(config.host == "127.0.0.1" && config.port == 8080 && config.databaseURL == "sqlite:concert.sqlite")
+        #expect(config.databasePoolSize == 20)
         #expect(config.redisURL == nil && config.redisKeyPrefix == "concertd:" && config.jwtSecret == nil && config.jwksFile == nil)
         #expect(config.rules.holdMilliseconds == 300_000 && config.rules.maxHoldsPerUser == 4)
         #expect(config.rules.maxCharge == 10_000_000 && config.rules.refundCutoffMilliseconds == 86_400_000)
@@ -95,6 +97,7 @@ struct ConfigurationTests {
         ("CONCERT_PORT", " 80", "CONCERT_PORT must be an integer in 0...65535, got ' 80'"),
         ("CONCERT_QUEUE_MAX_ACTIVE", "lots", "CONCERT_QUEUE_MAX_ACTIVE must be an integer in 1...1000000, got 'lots'"),
         ("CONCERT_HOLD_SECONDS", "1.5", "CONCERT_HOLD_SECONDS must be an integer in 1...86400, got '1.5'"),
+        ("CONCERT_DATABASE_POOL_SIZE", "0", "CONCERT_DATABASE_POOL_SIZE must be an integer in 1...1000, got '0'"),
         ("CONCERT_RATE_LIMIT_PER_IP", "-1", "CONCERT_RATE_LIMIT_PER_IP must be an integer in 0...1000000, got '-1'"),
         ("CONCERT_HTTP_MAX_HEADER_BYTES", "10", "CONCERT_HTTP_MAX_HEADER_BYTES must be an integer in 1024...1048576, got '10'"),
         ("CONCERT_WEBHOOK_RESOLVER", "dns", "CONCERT_WEBHOOK_RESOLVER must be system or loopback-only, got 'dns'"),

@@ -6,8 +6,9 @@ import PostgresNIO
 ///
 /// Sent as plain queries, each of these was parsed, analysed and planned by PostgreSQL on every
 /// call: under the purchase write path (hold → charge → pay, 16 connections, durable) parsing,
-/// analysis and planning of top-level statements were about a quarter of PostgreSQL's CPU samples
-/// (`perf`, 2026-12-02). Prepared, a call is one Bind/Execute on the connection it runs on.
+/// analysis and planning (the functions' own statements' included) were about a quarter of
+/// PostgreSQL's CPU samples (`perf`, 2026-12-02). Prepared, a call is one Bind/Execute on the
+/// connection it runs on: 15 % less PostgreSQL CPU per purchase (docs/benchmarks.md).
 ///
 /// Each statement hands back its rows as they are, so that the store decodes them where it did
 /// before (the outcomes of the write functions, the reservation columns).
@@ -34,8 +35,8 @@ extension PostgresBindings {
         return bindings
     }
 
-    /// An idempotent write's answer template, or four NULLs without one (the functions' last
-    /// four arguments: key, claimed at, status, body, marks).
+    /// An idempotent write's answer template, or five NULLs without one (the functions' last
+    /// five arguments: key, claimed at, status, body, marks).
     mutating func append(_ answer: AnswerTemplate?) {
         append(answer?.key)
         append(answer?.claimedAt)

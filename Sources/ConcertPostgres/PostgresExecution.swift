@@ -181,6 +181,15 @@ extension PostgresConcertStore {
     }
 }
 
+extension PostgresConnection {
+    /// Every row of one prepared statement, decoded by the statement.
+    func rows<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws -> [Statement.Row] {
+        var rows: [Statement.Row] = []
+        for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+        return rows
+    }
+}
+
 /// A leased connection that had already closed.
 private struct StaleConnection: Error {}
 

@@ -91,11 +91,7 @@ struct GenerationsStatement: PostgresPreparedStatement {
 
     var namespaces: [String]
 
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 1)
-        bindings.append(namespaces)
-        return bindings
-    }
+    func makeBindings() throws -> PostgresBindings { .of(namespaces) }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {
         try row.decode(Row.self)

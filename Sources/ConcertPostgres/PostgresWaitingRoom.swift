@@ -304,11 +304,7 @@ extension PostgresConcertStore {
     func sharedStatePrepared<Statement: PostgresPreparedStatement>(_ what: String, _ statement: Statement) async throws
         -> [Statement.Row] where Statement.Row: Sendable {
         let logger = self.logger
-        return try await sharedState(what) { connection in
-            var rows: [Statement.Row] = []
-            for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
-            return rows
-        }
+        return try await sharedState(what) { try await $0.rows(statement, logger: logger) }
     }
 
     private func sharedState<R: Sendable>(_ what: String,

@@ -18,15 +18,6 @@ extension PreparedWrite {
     func decodeRow(_ row: PostgresRow) throws -> PostgresRow { row }
 }
 
-extension PostgresConnection {
-    /// The rows of one prepared write.
-    func rows<Statement: PreparedWrite>(_ statement: Statement, logger: Logger) async throws -> [PostgresRow] {
-        var rows: [PostgresRow] = []
-        for try await row in try await execute(statement, logger: logger) { rows.append(row) }
-        return rows
-    }
-}
-
 extension PostgresBindings {
     /// The bindings of `values`, in order (one line per statement instead of one per value).
     static func of<each Value: PostgresDynamicTypeEncodable>(_ values: repeat each Value) -> PostgresBindings {

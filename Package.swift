@@ -158,7 +158,6 @@ let package = Package(
             dependencies: [
                 "ConcertAPI", "ConcertServer", "ConcertDomain", "ConcertStore", "ConcertTestSupport", "RESPClient", "SharedState", "Webhooks",
                 "ConcertPostgres",
-                .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

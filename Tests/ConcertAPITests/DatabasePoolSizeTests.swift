@@ -3,7 +3,6 @@ import ConcertPostgres
 import ConcertServer
 import ConcertTestSupport
 import Logging
-import PostgresNIO
 import Testing
 
 /// `CONCERT_DATABASE_POOL_SIZE` bounds the PostgreSQL connections one instance opens, so that
@@ -20,18 +19,13 @@ struct DatabasePoolSizeTests {
         let engines = try await Engines.make(config: config, logger: TestServices.quietLogger)
         let store = try #require(engines.store as? PostgresConcertStore)
         let run = Task { await store.run() }
-        // A transaction of the test's own holds the concerts table, so that every read of the
-        // store waits on it while holding its connection.
-        let blocker = try await PostgresConnection.connect(
-            configuration: PostgresConnection.Configuration(
-                host: database.admin.host, port: database.admin.port, username: database.admin.username,
-                password: database.admin.password, database: database.name, tls: .disable),
-            id: 9, logger: TestServices.quietLogger)
         var reads: [Task<Void, Never>] = []
+        var blocker: HeldTransaction?
         do {
             try await store.migrate()
-            try await blocker.query("BEGIN", logger: TestServices.quietLogger)
-            try await blocker.query("LOCK TABLE concerts IN ACCESS EXCLUSIVE MODE", logger: TestServices.quietLogger)
+            // A transaction of the test's own holds the concerts table, so that every read of the
+            // store waits on it while holding its connection.
+            blocker = try await HeldTransaction.begin(on: database, ["LOCK TABLE concerts IN ACCESS EXCLUSIVE MODE"])
             reads = (0..<8).map { _ in Task { _ = try? await store.concert(id: 1) } }
             let waitingOnTheLock = """
                 SELECT count(*) FROM pg_stat_activity
@@ -53,9 +47,8 @@ struct DatabasePoolSizeTests {
         } catch {
             Issue.record(error)
         }
-        _ = try? await blocker.query("ROLLBACK", logger: TestServices.quietLogger)
+        await blocker?.release()
         for read in reads { await read.value }
-        try? await blocker.close()
         run.cancel()
         try? await database.drop()
     }

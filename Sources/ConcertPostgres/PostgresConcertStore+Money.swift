@@ -5,7 +5,8 @@ import Logging
 import PostgresNIO
 
 /// The wallet, payments, refunds and idempotency keys of `PostgresConcertStore`: each write is one
-/// call of a migration's function (`PostgresWriteFunctions`, `PostgresAfterSaleFunctions`).
+/// call of a migration's function (`PostgresWriteFunctions`, `PostgresAfterSaleFunctions`);
+/// payments that arrive together share one (`concertd_pay_many`, `PostgresPaymentBatches`).
 extension PostgresConcertStore {
     // MARK: Wallet
 
@@ -55,15 +56,14 @@ extension PostgresConcertStore {
             payment: Payment(id: AnswerTemplate.marker(0), userId: userId, reservationId: reservationId,
                              amount: AnswerTemplate.marker(1), paidAt: now),
             balance: AnswerTemplate.marker(2), concertId: 0)
-        let answer = try AnswerTemplate(idempotency, placeholder: placeholder, markers: 3)
+        let answer = try AnswerTemplate(idempotency, placeholder: placeholder, markers: PayBatchStatement.markers)
         let logger = self.logger
-        let row = try await autocommit { connection in
-            try await connection.rows(PayStatement(userId: userId, reservationId: reservationId, now: now.milliseconds,
-                                                   answer: answer), logger: logger).first
+        let item = PayItem(userId: userId, reservationId: reservationId, now: now.milliseconds, answer: answer)
+        let answered = try await payBatcher.submit(item) { [self] items in
+            try await autocommit { connection in try await Self.pay(items, on: connection, logger: logger) }
         }
-        guard let row else { throw PostgresStoreError("concertd_pay answered no row") }
-        let (outcome, paymentId, amount, balance, concertId) = try row.decode((String, Int64?, Int64?, Int64?, Int64?).self)
-        switch (outcome, paymentId, amount, balance, concertId) {
+        let outcome = answered.outcome
+        switch (outcome, answered.paymentId, answered.amount, answered.balance, answered.concertId) {
         case ("PAID", let id?, let amount?, let balance?, let concertId?):
             return PaymentReceipt(payment: Payment(id: id, userId: userId, reservationId: reservationId, amount: amount, paidAt: now),
                                   balance: balance, concertId: concertId)
@@ -75,6 +75,22 @@ extension PostgresConcertStore {
         case ("RESERVATION_EXPIRED", _, _, _, _): throw DomainError.reservationExpired
         case ("RESERVATION_NOT_HELD", _, _, _, _): throw DomainError.reservationNotHeld
         default: throw PostgresStoreError("concertd_pay answered \(outcome)")
+        }
+    }
+
+    /// One call of `concertd_pay_many` for a batch; one outcome per item, in order.
+    private static func pay(_ items: [PayItem], on connection: PostgresConnection, logger: Logger) async throws -> [PayOutcome] {
+        var outcomes = [PayOutcome?](repeating: nil, count: items.count)
+        let rows = try await connection.rows(PayBatchStatement(items: items), logger: logger)
+        for row in rows {
+            let (item, outcome, paymentId, amount, balance, concertId) = try row.decode((Int64, String, Int64?, Int64?, Int64?, Int64?).self)
+            guard item >= 1, item <= items.count else { throw PostgresStoreError("concertd_pay_many answered for item \(item) of \(items.count)") }
+            outcomes[Int(item) - 1] = PayOutcome(outcome: outcome, paymentId: paymentId, amount: amount, balance: balance,
+                                                 concertId: concertId)
+        }
+        return try outcomes.map { outcome in
+            guard let outcome else { throw BatchMismatch(expected: items.count, got: rows.count) }
+            return outcome
         }
     }
 

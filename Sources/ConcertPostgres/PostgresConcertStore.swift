@@ -31,12 +31,17 @@ public struct PostgresStoreOptions: Sendable {
     public var holdBatchSize: Int
     /// Most hold calls running at once; holds that arrive meanwhile wait and go together.
     public var holdBatchConcurrency: Int
+    /// Most payments sent to PostgreSQL in one call, and most such calls at once (as for holds).
+    public var payBatchSize: Int
+    public var payBatchConcurrency: Int
 
     public init(maximumConnections: Int = 20, connectTimeout: Duration = .seconds(2),
                 connectionWaitLimit: Duration = .seconds(3), busyWaitLimit: Duration = .seconds(30),
                 transactionAttempts: Int = 3, operationLimit: Duration = .seconds(30),
-                holdBatchSize: Int = 64, holdBatchConcurrency: Int = 4) {
+                holdBatchSize: Int = 64, holdBatchConcurrency: Int = 4, payBatchSize: Int = 64, payBatchConcurrency: Int = 4) {
         self.operationLimit = operationLimit
+        self.payBatchSize = payBatchSize
+        self.payBatchConcurrency = payBatchConcurrency
         self.holdBatchSize = holdBatchSize
         self.holdBatchConcurrency = holdBatchConcurrency
         self.maximumConnections = maximumConnections
@@ -57,7 +62,7 @@ public struct PostgresStoreOptions: Sendable {
 ///
 /// The writes (hold, cancel, charge, pay, and a first claim of an idempotency key) are one round
 /// trip each: a call of a function of `PostgresWriteFunctions`, or one statement. Holds that
-/// arrive together share one call (`WriteBatcher`).
+/// arrive together share one call (`WriteBatcher`), and so do payments.
 ///
 /// The pool does nothing until `run()` runs: start it in a task (or a service group) for as
 /// long as the store is used.
@@ -77,6 +82,7 @@ public final class PostgresConcertStore: ConcertStore {
     let scheduleFacts = Mutex<[Int64: ScheduleFacts]>([:])
     private static let scheduleFactsLimit = 10_000
     let holdBatcher: WriteBatcher<HoldItem, HoldOutcome>
+    let payBatcher: WriteBatcher<PayItem, PayOutcome>
 
     /// `url` is `postgres://user[:password]@host[:port]/database`; see `PostgresURL`.
     public init(url: String, logger: Logger, options: PostgresStoreOptions = PostgresStoreOptions()) throws {
@@ -103,6 +109,8 @@ public final class PostgresConcertStore: ConcertStore {
                                           operationLimit: options.operationLimit)
         self.holdBatcher = WriteBatcher(maxBatch: options.holdBatchSize, concurrency: options.holdBatchConcurrency,
                                         isInfrastructureFailure: { $0 is StoreUnavailable })
+        self.payBatcher = WriteBatcher(maxBatch: options.payBatchSize, concurrency: options.payBatchConcurrency,
+                                       isInfrastructureFailure: { $0 is StoreUnavailable })
     }
 
     /// Runs the connection pool until the calling task is cancelled (or a graceful shutdown of

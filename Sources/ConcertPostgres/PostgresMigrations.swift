@@ -151,6 +151,8 @@ enum PostgresMigrations {
         // 12: the batch functions on generic plans, whatever their first batches looked like
         // (`PostgresGenericPlans`).
         Migration(version: 12, name: "generic_plans", statements: PostgresGenericPlans.statements),
+        // 13: payments in batches (`PostgresPaymentBatches`).
+        Migration(version: 13, name: "payment_batches", statements: PostgresPaymentBatches.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

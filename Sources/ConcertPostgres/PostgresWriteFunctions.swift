@@ -255,6 +255,15 @@ struct HoldItem: Sendable {
     var maxHolds: Int
 }
 
+/// `concertd_pay`'s answer for one payment of a batch, as the function gives it.
+struct PayOutcome: Sendable {
+    var outcome: String
+    var paymentId: Int64?
+    var amount: Int64?
+    var balance: Int64?
+    var concertId: Int64?
+}
+
 enum HoldOutcome: Sendable, Equatable {
     case held(Int64)
     case seatUnavailable

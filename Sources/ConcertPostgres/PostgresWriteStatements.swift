@@ -1,7 +1,7 @@
 import PostgresNIO
 
 /// The write path's calls, prepared once per connection (PostgresNIO's prepared statements) like
-/// the poll: a hold, a charge, a payment, a single queue end, a token claim and its release, a
+/// the poll: a hold, a charge, a batch of payments, a single queue end, a token claim and its release, a
 /// cache generation bump and the payment's reservation read.
 ///
 /// Sent as plain queries, each of these was parsed, analysed and planned by PostgreSQL on every
@@ -76,22 +76,35 @@ struct ChargeStatement: PreparedWrite {
     }
 }
 
-/// `concertd_pay`.
-struct PayStatement: PreparedWrite {
-    static let name = "concertd_pay_13"
-    static let sql = "SELECT o_outcome, o_payment, o_amount, o_balance, o_concert FROM concertd_pay($1, $2, $3, $4, $5, $6, $7, $8)"
-    static let bindingDataTypes: [PostgresDataType] = [.int8, .int8, .int8] + PostgresBindings.answerTypes
+/// `concertd_pay_many` for a batch of payments: the items as parallel arrays (see
+/// `PostgresPaymentBatches` for the empty key and the markers).
+struct PayBatchStatement: PreparedWrite {
+    static let name = "concertd_pay_many_13"
+    static let sql = """
+        SELECT o_item, o_outcome, o_payment, o_amount, o_balance, o_concert
+        FROM concertd_pay_many($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.int8Array, .int8Array, .int8Array, .textArray, .int8Array, .int8Array,
+                                                       .byteaArray, .boolArray, .textArray]
+    /// A payment's answer shows the payment's id, its amount and the balance after.
+    static let markers = 3
 
+    var items: [PayItem]
+
+    func makeBindings() throws -> PostgresBindings {
+        .of(items.map(\.userId), items.map(\.reservationId), items.map(\.now), items.map { $0.answer?.key ?? "" },
+            items.map { $0.answer?.claimedAt ?? 0 }, items.map { $0.answer?.status ?? 0 },
+            items.map { $0.answer?.body ?? ByteBuffer() }, items.map { !($0.answer?.marks.isEmpty ?? true) },
+            (0..<Self.markers).map { String(AnswerTemplate.marker($0)) })
+    }
+}
+
+/// One payment of a batch.
+struct PayItem: Sendable {
     var userId: Int64
     var reservationId: Int64
     var now: Int64
     var answer: AnswerTemplate?
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings.of(userId, reservationId, now)
-        bindings.append(answer)
-        return bindings
-    }
 }
 
 /// `concertd_queue_end` for one token (a batch of one: most payments end their token alone).

@@ -83,6 +83,78 @@ struct PostgresRoundTripTests {
         }
     }
 
+    @Test("payments released together share calls; each caller gets its own answer, refusals included")
+    func paymentsAreBatched() async throws {
+        // One call at a time, so that payments arriving together must queue and leave together.
+        try await withCountedStore(options: PostgresStoreOptions(payBatchSize: 64, payBatchConcurrency: 1)) { store, trips, schedule in
+            let now = Self.now
+            let rules = BookingRules(maxHoldsPerUser: 4)
+            func held(_ user: Int64, _ seat: Int) async throws -> Reservation {
+                try await store.hold(HoldRequest(userId: user, scheduleId: schedule.id, seatNumber: seat, now: now, rules: rules))
+            }
+            // Users 1...20 hold seat u; 1...17 can pay for it (100 points), 18...20 have 50.
+            var own: [Int64: Reservation] = [:]
+            for user in Int64(1)...20 {
+                own[user] = try await held(user, Int(user))
+                _ = try await store.charge(userId: user, amount: user <= 17 ? 100 : 50, now: now, rules: rules, idempotency: nil)
+            }
+            // User 21 holds three seats with points for two; user 22 pays with an Idempotency-Key.
+            let triple = [try await held(21, 21), try await held(21, 22), try await held(21, 23)]
+            _ = try await store.charge(userId: 21, amount: 250, now: now, rules: rules, idempotency: nil)
+            let keyed = try await held(22, 24)
+            _ = try await store.charge(userId: 22, amount: 100, now: now, rules: rules, idempotency: nil)
+            let claim = try await store.claim(userId: 22, key: "pk", fingerprint: "f", now: now, leaseMilliseconds: 10_000,
+                                              retentionMilliseconds: 86_400_000)
+            #expect(claim == .proceed)
+            // Racers 0...19: user i+1's own; 20: user 1's again; 21...23: user 21's three;
+            // 24: user 22's with the key; 25: user 23 pays for user 2's reservation.
+            let payments: [(user: Int64, reservation: Int64, key: String?)] =
+                (Int64(1)...20).map { ($0, own[$0]!.id, nil) } + [(1, own[1]!.id, nil)]
+                + triple.map { (21, $0.id, nil) } + [(22, keyed.id, "pk"), (23, own[2]!.id, nil)]
+            let render: @Sendable (PaymentReceipt) throws -> StoredResponse = { receipt in
+                StoredResponse(status: 201, body: Array("{\"id\":\(receipt.payment.id),\"balance\":\(receipt.balance)}".utf8))
+            }
+            trips.reset()
+            let (outcomes, _) = await race(payments.count) { index in
+                let payment = payments[index]
+                return try await store.pay(userId: payment.user, reservationId: payment.reservation, now: now, idempotency: payment.key.map {
+                    IdempotentCompletion(userId: payment.user, key: $0, claimedAt: now, render: render)
+                })
+            }
+            #expect(trips.value < payments.count / 2, "\(trips.value) round trips for \(payments.count) payments")
+            expectOnlyDomainErrors(outcomes)
+            for index in 1..<17 {
+                #expect(outcomes[index].value?.balance == 0, "user \(index + 1): \(outcomes[index])")
+                #expect(outcomes[index].value?.payment.reservationId == payments[index].reservation)
+            }
+            for index in 17..<20 {
+                #expect(outcomes[index].domainError == .insufficientPoints(balance: 50, price: 100), "user \(index + 1): \(outcomes[index])")
+            }
+            // User 1 paid once: one of its two racers, the other told it was paid already.
+            let userOne = [outcomes[0], outcomes[20]]
+            #expect(userOne.filter { $0.value?.balance == 0 }.count == 1, "\(userOne)")
+            #expect(userOne.filter { $0.domainError == .reservationAlreadyPaid }.count == 1, "\(userOne)")
+            let tripleOutcomes = outcomes[21...23]
+            #expect(tripleOutcomes.filter { $0.value != nil }.count == 2)
+            #expect(tripleOutcomes.filter { $0.domainError == .insufficientPoints(balance: 50, price: 100) }.count == 1)
+            #expect(try await store.balance(userId: 21) == 50)
+            let receipt = try #require(outcomes[24].value)
+            #expect(receipt.balance == 0)
+            let replay = try await store.claim(userId: 22, key: "pk", fingerprint: "f", now: now, leaseMilliseconds: 10_000,
+                                               retentionMilliseconds: 86_400_000)
+            #expect(replay == .replay(StoredResponse(status: 201, body: Array("{\"id\":\(receipt.payment.id),\"balance\":0}".utf8))))
+            #expect(outcomes[25].domainError == .reservationNotFound)
+            // What was written is what was answered: one PAYMENT entry per paid payment, seats sold.
+            for user in Int64(1)...22 {
+                let history = try await store.history(userId: user)
+                let paid = user == 21 ? 2 : (user <= 17 || user == 22 ? 1 : 0)
+                #expect(history.filter { $0.type == .payment }.count == paid, "user \(user): \(history)")
+            }
+            let seats = try #require(try await store.seatMap(scheduleId: schedule.id, now: now))
+            #expect(seats.filter { $0.status == .sold }.count == 17 + 2 + 1)
+        }
+    }
+
     @Test("the purchase's calls are prepared: nothing parsed on the round trip of a hold, charge, payment, token claim, end or cache bump")
     func purchaseCallsArePrepared() async throws {
         try await withCountedStore { store, trips, schedule in

@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertPostgres
 import ConcertStore
 import ConcertTestSupport
 import Testing
@@ -92,6 +93,44 @@ struct StoreRaceTests {
             #expect(try await stores[1].balance(userId: 5) == 970_000)
             let history = try await stores[1].history(userId: 5)
             #expect(history.map(\.amount) == [-30_000, 1_000_000])
+        }
+    }
+
+    /// On PostgreSQL, payments that arrive together share a call (`concertd_pay_many`); two
+    /// instances' batches that both pay for one user must not lock that user's rows in opposite
+    /// orders. With one attempt per transaction a deadlock would reach the caller as 503.
+    @Test("every reservation of six users paid from two instances at once: each paid once, no deadlock", arguments: Engine.available)
+    func paymentsOfManyReservationsFromTwoInstances(engine: Engine) async throws {
+        try await withStores(engine, count: 2, postgresOptions: PostgresStoreOptions(transactionAttempts: 1, payBatchConcurrency: 2)) { stores in
+            let (_, schedule) = try await makeOpenSchedule(stores[0], price: 100)
+            var reservations: [Reservation] = []
+            for user in Int64(1)...6 {
+                for seat in 1...4 { reservations.append(try await stores[0].hold(holdRequest(user: user, schedule: schedule, seat: Int(user - 1) * 4 + seat))) }
+                _ = try await stores[0].charge(userId: user, amount: 400, now: now, rules: rules, idempotency: nil)
+            }
+            let all = reservations
+            // Each reservation is paid through both instances: racers 0...23 pay them in order
+            // through the first, racers 24...47 in the opposite order through the second (so the
+            // two instances' batches meet each user's rows in opposite orders).
+            let count = all.count
+            let (outcomes, elapsed) = await race(count * 2) { index in
+                let reservation = index < count ? all[index] : all[2 * count - 1 - index]
+                return try await stores[index < count ? 0 : 1].pay(userId: reservation.userId, reservationId: reservation.id,
+                                                                   now: now, idempotency: nil)
+            }
+            report("payments of 24 reservations from two instances", engine, count * 2, elapsed)
+            expectOnlyDomainErrors(outcomes)
+            for (index, reservation) in all.enumerated() {
+                let pair = [outcomes[index], outcomes[2 * count - 1 - index]]
+                #expect(pair.filter { $0.value?.payment.reservationId == reservation.id }.count == 1, "\(pair)")
+                #expect(pair.filter { $0.domainError == .reservationAlreadyPaid }.count == 1, "\(pair)")
+            }
+            for user in Int64(1)...6 {
+                #expect(try await stores[1].balance(userId: user) == 0)
+                let history = try await stores[1].history(userId: user)
+                #expect(history.filter { $0.type == .payment }.count == 4)
+                expectConsistentChain(history)
+            }
         }
     }
 

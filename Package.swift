@@ -37,17 +37,22 @@ let package = Package(
         .target(
             name: "ConcertPostgres",
             dependencies: [
-                "ConcertDomain", "ConcertStore", "SharedState",
+                "ConcertDomain", "ConcertStore", "SharedState", "Batching",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
 
+        // Calls that arrive together go as one, each caller getting its own answer (no I/O).
+        .target(name: "Batching"),
+
         // The shared state's contracts only: waiting room, response cache, rate limiter and token
         // claims protocols, the queue token format, and the error an unreachable store becomes.
         .target(name: "SharedState", dependencies: ["ConcertDomain"]),
         // The shared state in this process's memory, for one instance (SQLite, tests).
-        .target(name: "ConcertInProcess", dependencies: ["ConcertDomain", "SharedState"]),
+        // Also the response cache whose bodies live in each instance's memory and whose
+        // generations live in PostgreSQL or Redis (`GenerationCheckedCache`).
+        .target(name: "ConcertInProcess", dependencies: ["ConcertDomain", "SharedState", "Batching"]),
 
         // A small RESP2 client on SwiftNIO (no Swift Redis package can be installed here).
         .target(

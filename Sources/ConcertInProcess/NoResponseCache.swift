@@ -2,7 +2,7 @@ import ConcertDomain
 import SharedState
 
 /// No cache at all. (It served several instances on PostgreSQL without Redis until
-/// `PostgresGenerationCache` made their invalidations reach each other; nothing wires it now.)
+/// `GenerationCheckedCache` made their invalidations reach each other; nothing wires it now.)
 public struct NoResponseCache: ResponseCache {
     public init() {}
     public func get(namespace: String, key: String, now: Timestamp) async throws -> [UInt8]? { nil }

@@ -1,3 +1,4 @@
+import Batching
 import ConcertDomain
 import ConcertStore
 import Synchronization

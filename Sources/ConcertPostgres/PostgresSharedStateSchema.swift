@@ -1,6 +1,6 @@
 /// Migration 3: the waiting room, the rate limiter and the cache generations in PostgreSQL, for
 /// deployments without Redis (`PostgresWaitingRoom`, `PostgresRateLimiter`,
-/// `PostgresGenerationCache`).
+/// `PostgresCacheGenerations`).
 ///
 /// The waiting room's rules are `WaitingLine`'s, applied by PL/pgSQL functions so that every
 /// operation is one statement (one round trip) and atomic across instances. Time is always the

@@ -153,7 +153,7 @@ struct TokenClaimReleaseStatement: PreparedWrite {
     func makeBindings() throws -> PostgresBindings { .of(token, owner) }
 }
 
-/// A cache namespace's generation bump (`PostgresGenerationCache.invalidate`, on every hold).
+/// A cache namespace's generation bump (`PostgresCacheGenerations.bump`, on every hold).
 struct GenerationBumpStatement: PreparedWrite {
     static let name = "concertd_generation_bump_13"
     static let sql = """

@@ -95,7 +95,7 @@ extension Engines {
             // The pool connects on demand; this service only exists to close it at shutdown.
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
         }, close: { await pool.close() })
-        return (RedisWaitingRoom(pool: pool, policies: policies, keyPrefix: keyPrefix), RedisResponseCache(pool: pool, keyPrefix: keyPrefix),
+        return (RedisWaitingRoom(pool: pool, policies: policies, keyPrefix: keyPrefix), GenerationCheckedCache(generations: RedisCacheGenerations(pool: pool, keyPrefix: keyPrefix)),
                 RedisRateLimiter(pool: pool, keyPrefix: keyPrefix), RedisTokenClaims(pool: pool, keyPrefix: keyPrefix), [service])
     }
 }
@@ -109,7 +109,7 @@ extension Engines {
         let rateLimiter = PostgresRateLimiter(store: store)
         let tokenClaims = PostgresTokenClaims(store: store)
         let janitor = RateLimitJanitor(limiter: rateLimiter, tokenClaims: tokenClaims, clock: clock, logger: logger)
-        return (PostgresWaitingRoom(store: store, policies: policies), PostgresGenerationCache(store: store), rateLimiter, tokenClaims,
+        return (PostgresWaitingRoom(store: store, policies: policies), GenerationCheckedCache(generations: PostgresCacheGenerations(store: store)), rateLimiter, tokenClaims,
                 [janitor])
     }
 }

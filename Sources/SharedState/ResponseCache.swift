@@ -7,3 +7,14 @@ public protocol ResponseCache: Sendable {
     func set(namespace: String, key: String, value: [UInt8], expiresAt: Timestamp, now: Timestamp) async throws
     func invalidate(namespace: String) async throws
 }
+
+/// One number per cache namespace, shared by every instance (in PostgreSQL or Redis), for
+/// `GenerationCheckedCache`: bodies live in each instance's memory, tagged with the generation
+/// they were stored under, and a bump drops them on every instance at once.
+public protocol CacheGenerations: Sendable {
+    /// The current generation of each of `namespaces`, in order; 0 for one never bumped.
+    func generations(of namespaces: [String]) async throws -> [Int64]
+    /// Bumps `namespace`'s generation: once this returns, `generations(of:)` answers the new one
+    /// on every instance.
+    func bump(namespace: String) async throws
+}

@@ -191,8 +191,8 @@ struct PostgresRoundTripTests {
             let ended = try await prepared("queue end") { try await room.end(token: ticket.token, now: now) }
             #expect(ended)
 
-            let cache = PostgresGenerationCache(store: store)
-            try await prepared("cache generation bump") { try await cache.invalidate(namespace: "schedules:\(schedule.concertId)") }
+            let generations = PostgresCacheGenerations(store: store)
+            try await prepared("cache generation bump") { try await generations.bump(namespace: "schedules:\(schedule.concertId)") }
         }
     }
 

@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertInProcess
 import ConcertPostgres
 import ConcertTestSupport
 import SharedState
@@ -147,7 +148,7 @@ struct PostgresBatchTests {
     @Test("cache reads released together share queries, and none is served from before an invalidation")
     func cacheReadsReleasedTogetherShareQueries() async throws {
         try await withRoundTripCountedStore { store, trips in
-            let cache = PostgresGenerationCache(store: store)
+            let cache = GenerationCheckedCache(generations: PostgresCacheGenerations(store: store))
             let later = t0.adding(seconds: 60)
             try await cache.set(namespace: "concerts", key: "list", value: [1], expiresAt: later, now: t0)
             try await cache.set(namespace: "schedules:7", key: "future", value: [2], expiresAt: later, now: t0)
@@ -161,7 +162,7 @@ struct PostgresBatchTests {
 
             // Another instance (a second cache on the same database) invalidates; every read that
             // starts after it answered misses, however the reads are batched.
-            let other = PostgresGenerationCache(store: store)
+            let other = GenerationCheckedCache(generations: PostgresCacheGenerations(store: store))
             try await other.invalidate(namespace: "concerts")
             let after = try await together(keys) { namespace in
                 try await cache.get(namespace: namespace, key: namespace == "concerts" ? "list" : "future", now: t0)

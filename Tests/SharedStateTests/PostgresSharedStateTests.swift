@@ -1,4 +1,5 @@
 import ConcertDomain
+import ConcertInProcess
 import ConcertPostgres
 import ConcertTestSupport
 import SharedState
@@ -48,7 +49,7 @@ struct PostgresSharedStateTests {
 
     @Test func aCacheInvalidationReachesEveryInstance() async throws {
         try await withTwoInstances { storeA, storeB in
-            let a = PostgresGenerationCache(store: storeA), b = PostgresGenerationCache(store: storeB)
+            let a = GenerationCheckedCache(generations: PostgresCacheGenerations(store: storeA)), b = GenerationCheckedCache(generations: PostgresCacheGenerations(store: storeB))
             let later = t0.adding(seconds: 60)
             try await a.set(namespace: "concerts", key: "list", value: [1], expiresAt: later, now: t0)
             try await b.set(namespace: "concerts", key: "list", value: [2], expiresAt: later, now: t0)

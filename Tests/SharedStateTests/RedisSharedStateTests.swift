@@ -1,5 +1,6 @@
 import ConcertTestSupport
 import ConcertDomain
+import ConcertInProcess
 import ConcertRedis
 import SharedState
 import Testing
@@ -24,18 +25,27 @@ struct RedisSharedStateTests {
         await pool.close()
     }
 
-    @Test func redisExpiresCacheEntriesByItself() async throws {
-        let pool = try pool(connections: 1)
-        let cache = RedisResponseCache(pool: pool, keyPrefix: TestServices.uniqueKeyPrefix())
-        // The real clock is what Redis's PX follows; the cache's own check uses `now`.
-        let now = WallClock.system.now()
-        try await cache.set(namespace: "n", key: "k", value: [1], expiresAt: now.adding(milliseconds: 1000), now: now)
-        #expect(try await cache.get(namespace: "n", key: "k", now: now) == [1])
-        let deadline = ContinuousClock.now + .seconds(5)
-        while try await cache.get(namespace: "n", key: "k", now: now) != nil, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        #expect(try await cache.get(namespace: "n", key: "k", now: now) == nil, "Redis kept the entry past its PX")
+    @Test func aCacheInvalidationReachesEveryInstance() async throws {
+        let pool = try pool(connections: 2)
+        let prefix = TestServices.uniqueKeyPrefix()
+        // Two instances: each its own bodies in memory, one generation per namespace in Redis.
+        let a = GenerationCheckedCache(generations: RedisCacheGenerations(pool: pool, keyPrefix: prefix))
+        let b = GenerationCheckedCache(generations: RedisCacheGenerations(pool: pool, keyPrefix: prefix))
+        let later = t0.adding(seconds: 60)
+        try await a.set(namespace: "concerts", key: "list", value: [1], expiresAt: later, now: t0)
+        try await b.set(namespace: "concerts", key: "list", value: [2], expiresAt: later, now: t0)
+        try await a.set(namespace: "schedules:1", key: "future", value: [3], expiresAt: later, now: t0)
+        #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == [1])
+        #expect(try await b.get(namespace: "concerts", key: "list", now: t0) == [2])
+
+        try await b.invalidate(namespace: "concerts")
+        #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == nil, "dropped on the other instance too")
+        #expect(try await b.get(namespace: "concerts", key: "list", now: t0) == nil)
+        #expect(try await a.get(namespace: "schedules:1", key: "future", now: t0) == [3], "other namespaces stay")
+        try await a.set(namespace: "concerts", key: "list", value: [4], expiresAt: later, now: t0)
+        #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == [4])
+        // The generation is the only thing the cache keeps in Redis.
+        #expect(try await pool.send("GET", RESPArgument(prefix + "cache:8:concerts:generation")).integer == 1)
         await pool.close()
     }
 
@@ -66,7 +76,8 @@ struct UnavailableRedisTests {
         let pool = try RedisConnectionPool(url: url, connections: 2, connectTimeout: .milliseconds(500),
                                            commandTimeout: .milliseconds(300))
         let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(), keyPrefix: "unused:")
-        let cache = RedisResponseCache(pool: pool, keyPrefix: "unused:")
+        let generations = RedisCacheGenerations(pool: pool, keyPrefix: "unused:")
+        let cache = GenerationCheckedCache(generations: generations)
         let limiter = RedisRateLimiter(pool: pool, keyPrefix: "unused:")
         let token = QueueToken.make(concertId: 1)
         let operations: [(String, @Sendable () async throws -> Void)] = [
@@ -76,7 +87,7 @@ struct UnavailableRedisTests {
             ("sweep", { try await room.sweep(now: t0) }),
             ("counts", { _ = try await room.counts(concertId: 1, now: t0) }),
             ("ping", { try await room.ping() }),
-            ("cache get", { _ = try await cache.get(namespace: "n", key: "k", now: t0) }),
+            ("cache generations", { _ = try await generations.generations(of: ["n"]) }),
             ("cache set", { try await cache.set(namespace: "n", key: "k", value: [1], expiresAt: t0.adding(seconds: 1), now: t0) }),
             ("cache invalidate", { try await cache.invalidate(namespace: "n") }),
             ("rate limit", { _ = try await limiter.acquire(key: "k", limit: 1, now: t0) }),

@@ -7,8 +7,8 @@ import Testing
 
 let responseCacheImplementations: [Implementation<any ResponseCache>] = Implementation.all(
     inProcess: { InProcessResponseCache() },
-    redis: { pool, prefix in RedisResponseCache(pool: pool, keyPrefix: prefix) },
-    postgres: { store in PostgresGenerationCache(store: store) }
+    redis: { pool, prefix in GenerationCheckedCache(generations: RedisCacheGenerations(pool: pool, keyPrefix: prefix)) },
+    postgres: { store in GenerationCheckedCache(generations: PostgresCacheGenerations(store: store)) }
 )
 
 private let t0 = Timestamp(milliseconds: 1_750_000_000_000)

@@ -1,8 +1,13 @@
 import Synchronization
 
-/// Writes that arrive together in one instance go to PostgreSQL as one call (holds: one call of
-/// `concertd_hold` for many; queue polls, which touch their token: `concertd_queue_poll_many`),
-/// each caller getting its own answer.
+/// Calls that arrive together in one instance go to PostgreSQL (or Redis) as one call, each caller
+/// getting its own answer: holds (one call of `concertd_hold` for many), payments
+/// (`concertd_pay_many`), queue polls, which touch their token (`concertd_queue_poll_many`), and
+/// the response cache's generation reads (`GenerationCheckedCache`).
+///
+/// Written here rather than taken from a library: what it needs (one outcome per caller, a batch
+/// that no caller's cancellation cancels, the retry of each item alone after a failed batch) is a
+/// hundred lines, and no package on the mirror offers it.
 ///
 /// On a durable database a write's cost is mostly its commit (a WAL flush); a batch shares one
 /// commit among all its holds. Batching adds no wait of its own: at most `concurrency` calls run at
@@ -14,8 +19,8 @@ import Synchronization
 /// Should the call as a whole fail for a reason other than the database being unreachable (a
 /// statement error that one item's data could cause), each item of the batch is tried alone, so
 /// the error reaches only the caller it belongs to.
-final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
-    typealias Run = @Sendable ([Item]) async throws -> [Outcome]
+public final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
+    public typealias Run = @Sendable ([Item]) async throws -> [Outcome]
 
     private struct Waiter {
         var item: Item
@@ -40,7 +45,7 @@ final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
 
     /// `isInfrastructureFailure` tells errors that every item would meet alike (the database is
     /// unreachable) from those worth retrying item by item.
-    init(maxBatch: Int, concurrency: Int, isInfrastructureFailure: @escaping @Sendable (any Error) -> Bool) {
+    public init(maxBatch: Int, concurrency: Int, isInfrastructureFailure: @escaping @Sendable (any Error) -> Bool) {
         self.maxBatch = max(1, maxBatch)
         self.concurrency = max(1, concurrency)
         self.isInfrastructureFailure = isInfrastructureFailure
@@ -49,7 +54,7 @@ final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
     /// `run` gets the items of one batch and answers one outcome per item, in order. Every caller
     /// passes the same function (it is a parameter only because the owner cannot hand itself to
     /// the batcher it creates); a batch runs with the `run` of whoever started its slot.
-    func submit(_ item: Item, run: @escaping Run) async throws -> Outcome {
+    public func submit(_ item: Item, run: @escaping Run) async throws -> Outcome {
         try await withCheckedThrowingContinuation { continuation in
             let batch: [Waiter]? = state.withLock { state in
                 state.queue.append(Waiter(item: item, continuation: continuation))
@@ -106,8 +111,12 @@ final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
 }
 
 /// The batch call answered a different number of rows than it was given items (a bug).
-struct BatchMismatch: Error, CustomStringConvertible {
-    var expected: Int
-    var got: Int
-    var description: String { "a batch of \(expected) items was answered with \(got) outcomes" }
+public struct BatchMismatch: Error, CustomStringConvertible {
+    public var expected: Int
+    public var got: Int
+    public init(expected: Int, got: Int) {
+        self.expected = expected
+        self.got = got
+    }
+    public var description: String { "a batch of \(expected) items was answered with \(got) outcomes" }
 }

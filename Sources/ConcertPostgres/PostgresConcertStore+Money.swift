@@ -7,7 +7,7 @@ import PostgresNIO
 
 /// The wallet, payments, refunds and idempotency keys of `PostgresConcertStore`: each write is one
 /// call of a migration's function (`PostgresWriteFunctions`, `PostgresAfterSaleFunctions`);
-/// payments that arrive together share one (`concertd_pay_many`, `PostgresPaymentBatches`).
+/// payments that arrive together share one (`concertd_pay_many`, `PostgresMoneyBatches`).
 extension PostgresConcertStore {
     // MARK: Wallet
 
@@ -19,14 +19,13 @@ extension PostgresConcertStore {
                        idempotency: IdempotentCompletion<Int64>?) async throws -> Int64 {
         // The amount's own limits do not depend on the balance: check them before any I/O.
         try WalletPolicy.checkCharge(amount: amount, balance: 0, rules: rules)
-        let answer = try AnswerTemplate(idempotency, placeholder: AnswerTemplate.marker(0))
+        let answer = try AnswerTemplate(idempotency, placeholder: AnswerTemplate.marker(0), markers: ChargeBatchStatement.markers)
         let logger = self.logger
-        let row = try await autocommit { connection in
-            try await connection.rows(ChargeStatement(userId: userId, amount: amount, maxBalance: BookingRules.maxBalance,
-                                                      now: now.milliseconds, answer: answer), logger: logger).first
+        let item = ChargeItem(userId: userId, amount: amount, now: now.milliseconds, answer: answer)
+        let answered = try await chargeBatcher.submit(item) { [self] items in
+            try await autocommit { connection in try await Self.charge(items, on: connection, logger: logger) }
         }
-        guard let row else { throw PostgresStoreError("concertd_charge answered no row") }
-        let (outcome, balance) = try row.decode((String, Int64).self)
+        let (outcome, balance) = (answered.outcome, answered.balance)
         switch outcome {
         case "CHARGED":
             return balance
@@ -36,6 +35,21 @@ extension PostgresConcertStore {
             throw PostgresStoreError("concertd_charge refused a charge the wallet rule allows (balance \(balance))")
         default:
             throw PostgresStoreError("concertd_charge answered \(outcome)")
+        }
+    }
+
+    /// One call of `concertd_charge_many` for a batch; one (outcome, balance) per item, in order.
+    private static func charge(_ items: [ChargeItem], on connection: PostgresConnection, logger: Logger) async throws -> [ChargeOutcome] {
+        var outcomes = [ChargeOutcome?](repeating: nil, count: items.count)
+        let rows = try await connection.rows(ChargeBatchStatement(items: items, maxBalance: BookingRules.maxBalance), logger: logger)
+        for row in rows {
+            let (item, outcome, balance) = try row.decode((Int64, String, Int64).self)
+            guard item >= 1, item <= items.count else { throw PostgresStoreError("concertd_charge_many answered for item \(item) of \(items.count)") }
+            outcomes[Int(item) - 1] = ChargeOutcome(outcome: outcome, balance: balance)
+        }
+        return try outcomes.map { outcome in
+            guard let outcome else { throw BatchMismatch(expected: items.count, got: rows.count) }
+            return outcome
         }
     }
 

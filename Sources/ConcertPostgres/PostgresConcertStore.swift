@@ -32,7 +32,8 @@ public struct PostgresStoreOptions: Sendable {
     public var holdBatchSize: Int
     /// Most hold calls running at once; holds that arrive meanwhile wait and go together.
     public var holdBatchConcurrency: Int
-    /// Most payments sent to PostgreSQL in one call, and most such calls at once (as for holds).
+    /// Most payments (and, apart, charges) sent to PostgreSQL in one call, and most such calls
+    /// at once (as for holds).
     public var payBatchSize: Int
     public var payBatchConcurrency: Int
 
@@ -63,7 +64,7 @@ public struct PostgresStoreOptions: Sendable {
 ///
 /// The writes (hold, cancel, charge, pay, and a first claim of an idempotency key) are one round
 /// trip each: a call of a function of `PostgresWriteFunctions`, or one statement. Holds that
-/// arrive together share one call (`WriteBatcher`), and so do payments.
+/// arrive together share one call (`WriteBatcher`), and so do charges and payments.
 ///
 /// The pool does nothing until `run()` runs: start it in a task (or a service group) for as
 /// long as the store is used.
@@ -84,6 +85,7 @@ public final class PostgresConcertStore: ConcertStore {
     private static let scheduleFactsLimit = 10_000
     let holdBatcher: WriteBatcher<HoldItem, HoldOutcome>
     let payBatcher: WriteBatcher<PayItem, PayOutcome>
+    let chargeBatcher: WriteBatcher<ChargeItem, ChargeOutcome>
 
     /// `url` is `postgres://user[:password]@host[:port]/database`; see `PostgresURL`.
     public init(url: String, logger: Logger, options: PostgresStoreOptions = PostgresStoreOptions()) throws {
@@ -112,6 +114,8 @@ public final class PostgresConcertStore: ConcertStore {
                                         isInfrastructureFailure: { $0 is StoreUnavailable })
         self.payBatcher = WriteBatcher(maxBatch: options.payBatchSize, concurrency: options.payBatchConcurrency,
                                        isInfrastructureFailure: { $0 is StoreUnavailable })
+        self.chargeBatcher = WriteBatcher(maxBatch: options.payBatchSize, concurrency: options.payBatchConcurrency,
+                                          isInfrastructureFailure: { $0 is StoreUnavailable })
     }
 
     /// Runs the connection pool until the calling task is cancelled (or a graceful shutdown of

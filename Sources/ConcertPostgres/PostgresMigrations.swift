@@ -151,8 +151,8 @@ enum PostgresMigrations {
         // 12: the batch functions on generic plans, whatever their first batches looked like
         // (`PostgresGenericPlans`).
         Migration(version: 12, name: "generic_plans", statements: PostgresGenericPlans.statements),
-        // 13: payments in batches (`PostgresPaymentBatches`).
-        Migration(version: 13, name: "payment_batches", statements: PostgresPaymentBatches.statements),
+        // 13: payments and charges in batches (`PostgresMoneyBatches`).
+        Migration(version: 13, name: "money_batches", statements: PostgresMoneyBatches.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

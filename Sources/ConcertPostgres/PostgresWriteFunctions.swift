@@ -255,6 +255,12 @@ struct HoldItem: Sendable {
     var maxHolds: Int
 }
 
+/// `concertd_charge`'s answer for one charge of a batch: CHARGED or OVER_MAX_BALANCE, and the balance.
+struct ChargeOutcome: Sendable {
+    var outcome: String
+    var balance: Int64
+}
+
 /// `concertd_pay`'s answer for one payment of a batch, as the function gives it.
 struct PayOutcome: Sendable {
     var outcome: String

@@ -1,7 +1,7 @@
 import PostgresNIO
 
 /// The write path's calls, prepared once per connection (PostgresNIO's prepared statements) like
-/// the poll: a hold, a charge, a batch of payments, a single queue end, a token claim and its release, a
+/// the poll: a batch of holds, of charges and of payments, a single queue end, a token claim and its release, a
 /// cache generation bump and the payment's reservation read.
 ///
 /// Sent as plain queries, each of these was parsed, analysed and planned by PostgreSQL on every
@@ -57,27 +57,37 @@ struct HoldBatchStatement: PreparedWrite {
     func makeBindings() throws -> PostgresBindings { .of(users, schedules, concerts, seats, prices, nows, heldUntils, maxHolds) }
 }
 
-/// `concertd_charge`.
-struct ChargeStatement: PreparedWrite {
-    static let name = "concertd_charge_13"
-    static let sql = "SELECT o_outcome, o_balance FROM concertd_charge($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    static let bindingDataTypes: [PostgresDataType] = [.int8, .int8, .int8, .int8] + PostgresBindings.answerTypes
+/// `concertd_charge_many` for a batch of charges: the items as parallel arrays (the empty key and
+/// the markers as for payments: `PostgresMoneyBatches`).
+struct ChargeBatchStatement: PreparedWrite {
+    static let name = "concertd_charge_many_13"
+    static let sql = "SELECT o_item, o_outcome, o_balance FROM concertd_charge_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    static let bindingDataTypes: [PostgresDataType] = [.int8Array, .int8Array, .int8, .int8Array, .textArray, .int8Array,
+                                                       .int8Array, .byteaArray, .boolArray, .textArray]
+    /// A charge's answer shows the balance after.
+    static let markers = 1
 
-    var userId: Int64
-    var amount: Int64
+    var items: [ChargeItem]
     var maxBalance: Int64
-    var now: Int64
-    var answer: AnswerTemplate?
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings.of(userId, amount, maxBalance, now)
-        bindings.append(answer)
-        return bindings
+        .of(items.map(\.userId), items.map(\.amount), maxBalance, items.map(\.now), items.map { $0.answer?.key ?? "" },
+            items.map { $0.answer?.claimedAt ?? 0 }, items.map { $0.answer?.status ?? 0 },
+            items.map { $0.answer?.body ?? ByteBuffer() }, items.map { !($0.answer?.marks.isEmpty ?? true) },
+            (0..<Self.markers).map { String(AnswerTemplate.marker($0)) })
     }
 }
 
+/// One charge of a batch.
+struct ChargeItem: Sendable {
+    var userId: Int64
+    var amount: Int64
+    var now: Int64
+    var answer: AnswerTemplate?
+}
+
 /// `concertd_pay_many` for a batch of payments: the items as parallel arrays (see
-/// `PostgresPaymentBatches` for the empty key and the markers).
+/// `PostgresMoneyBatches` for the empty key and the markers).
 struct PayBatchStatement: PreparedWrite {
     static let name = "concertd_pay_many_13"
     static let sql = """

@@ -155,6 +155,47 @@ struct PostgresRoundTripTests {
         }
     }
 
+    @Test("charges released together share calls; first charges, one wallet charged many times, and a refusal")
+    func chargesAreBatched() async throws {
+        try await withCountedStore(options: PostgresStoreOptions(payBatchSize: 64, payBatchConcurrency: 1)) { store, trips, _ in
+            let now = Self.now
+            let rules = BookingRules(maxCharge: BookingRules.maxBalance)
+            // User 100 is 50 points short of the cap: of its two charges of 40 only one fits.
+            _ = try await store.charge(userId: 100, amount: BookingRules.maxBalance - 50, now: now, rules: rules, idempotency: nil)
+            // Racers 0...29: users 1...30's first charge (30 points each); 30...39: user 31 ten
+            // times 7 points; 40, 41: user 100's two; 42: user 32 with an Idempotency-Key.
+            let charges: [(user: Int64, amount: Int64, key: String?)] = (Int64(1)...30).map { ($0, 30, nil) }
+                + (0..<10).map { _ in (31, 7, nil) } + [(100, 40, nil), (100, 40, nil), (32, 5, "ck")]
+            let claim = try await store.claim(userId: 32, key: "ck", fingerprint: "f", now: now, leaseMilliseconds: 10_000,
+                                              retentionMilliseconds: 86_400_000)
+            #expect(claim == .proceed)
+            trips.reset()
+            let (outcomes, _) = await race(charges.count) { index in
+                let charge = charges[index]
+                return try await store.charge(userId: charge.user, amount: charge.amount, now: now, rules: rules, idempotency: charge.key.map {
+                    IdempotentCompletion(userId: charge.user, key: $0, claimedAt: now, render: { StoredResponse(status: 200, body: Array("{\"balance\":\($0)}".utf8)) })
+                })
+            }
+            #expect(trips.value < charges.count / 2, "\(trips.value) round trips for \(charges.count) charges")
+            expectOnlyDomainErrors(outcomes)
+            for index in 0..<30 { #expect(outcomes[index].value == 30, "user \(index + 1): \(outcomes[index])") }
+            // User 31's balances after are 7, 14, ... 70, one each, in some order.
+            let balancesAfter: Set<Int64> = Set(outcomes[30..<40].compactMap(\.value))
+            let expectedBalances: Set<Int64> = Set((Int64(1)...10).map { $0 * 7 })
+            #expect(balancesAfter == expectedBalances)
+            let capped = outcomes[40...41]
+            #expect(capped.filter { $0.value == BookingRules.maxBalance - 10 }.count == 1, "\(capped)")
+            #expect(capped.filter { if case .invalidAmount = $0.domainError { true } else { false } }.count == 1, "\(capped)")
+            #expect(outcomes[42].value == 5)
+            let replay = try await store.claim(userId: 32, key: "ck", fingerprint: "f", now: now, leaseMilliseconds: 10_000,
+                                               retentionMilliseconds: 86_400_000)
+            #expect(replay == .replay(StoredResponse(status: 200, body: Array("{\"balance\":5}".utf8))))
+            #expect(try await store.balance(userId: 31) == 70)
+            #expect(try await store.history(userId: 31).count == 10)
+            #expect(try await store.history(userId: 100).count == 2)
+        }
+    }
+
     @Test("the purchase's calls are prepared: nothing parsed on the round trip of a hold, charge, payment, token claim, end or cache bump")
     func purchaseCallsArePrepared() async throws {
         try await withCountedStore { store, trips, schedule in

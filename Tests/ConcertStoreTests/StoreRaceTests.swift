@@ -134,6 +134,30 @@ struct StoreRaceTests {
         }
     }
 
+    /// As for payments: two instances' batches of charges (first charges among them, which create
+    /// the user's row) must not wait on each other's rows in opposite orders.
+    @Test("six new users charged five times each from two instances at once: every charge applies, no deadlock", arguments: Engine.available)
+    func chargesOfNewUsersFromTwoInstances(engine: Engine) async throws {
+        try await withStores(engine, count: 2, postgresOptions: PostgresStoreOptions(transactionAttempts: 1, payBatchConcurrency: 2)) { stores in
+            let users = (Int64(1)...6).flatMap { Array(repeating: $0, count: 5) }
+            let count = users.count
+            // The first instance charges the users in order, the second in the opposite order.
+            let (outcomes, elapsed) = await race(count * 2) { index in
+                let user = index < count ? users[index] : users[2 * count - 1 - index]
+                return try await stores[index < count ? 0 : 1].charge(userId: user, amount: 100, now: now, rules: rules, idempotency: nil)
+            }
+            report("charges of six new users from two instances", engine, count * 2, elapsed)
+            expectOnlyDomainErrors(outcomes)
+            #expect(outcomes.allSatisfy { $0.value != nil }, "\(outcomes.filter { $0.value == nil })")
+            for user in Int64(1)...6 {
+                #expect(try await stores[1].balance(userId: user) == 1000)
+                let history = try await stores[0].history(userId: user)
+                #expect(history.count == 10)
+                expectConsistentChain(history)
+            }
+        }
+    }
+
     @Test("a payment racing a new hold at the old hold's expiry: never both", arguments: Engine.available)
     func paymentRacingHoldAtExpiry(engine: Engine) async throws {
         try await withStores(engine, count: 2) { stores in

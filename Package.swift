@@ -67,7 +67,7 @@ let package = Package(
         // Waiting room and cache in Redis, shared by every instance.
         .target(
             name: "ConcertRedis",
-            dependencies: ["ConcertDomain", "SharedState", "RESPClient"]
+            dependencies: ["ConcertDomain", "SharedState", "RESPClient", "Batching"]
         ),
 
         // Webhooks: the SSRF guard and its injected resolver, the signing, a small NIO HTTP client

@@ -1,3 +1,4 @@
+import Batching
 import ConcertDomain
 import SharedState
 
@@ -24,6 +25,16 @@ public final class RedisWaitingRoom: WaitingRoom {
     private let pool: RedisConnectionPool
     private let policies: any QueuePolicySource
     private let keyPrefix: String
+    /// Polls that arrive together share one script call per line (`WriteBatcher`): every
+    /// queue-protected request polls its token, and one call per poll cost Redis and this process
+    /// a script run, a reply and a parse each.
+    private let pollBatcher: WriteBatcher<PollItem, QueueTicket?>
+
+    private struct PollItem: Sendable {
+        var token: String
+        var concertId: Int64
+        var now: Timestamp
+    }
 
     public convenience init(pool: RedisConnectionPool, policy: QueuePolicy, keyPrefix: String = "concertd:") {
         self.init(pool: pool, policies: FixedQueuePolicy(policy), keyPrefix: keyPrefix)
@@ -33,6 +44,7 @@ public final class RedisWaitingRoom: WaitingRoom {
         self.pool = pool
         self.policies = policies
         self.keyPrefix = keyPrefix
+        self.pollBatcher = WriteBatcher(maxBatch: 64, concurrency: 4, isInfrastructureFailure: { $0 is SharedStateUnavailable })
     }
 
     public func join(userId: Int64, concertId: Int64, now: Timestamp) async throws -> (ticket: QueueTicket, created: Bool) {
@@ -45,8 +57,35 @@ public final class RedisWaitingRoom: WaitingRoom {
 
     public func poll(token: String, now: Timestamp) async throws -> QueueTicket? {
         guard let concertId = QueueToken.concertId(of: token) else { return nil }
-        let (reply, policy) = try await run(Self.pollScript, "poll", concertId: concertId, now: now, extra: [RESPArgument(token)])
-        return try ticket(from: reply, concertId: concertId, policy: policy)?.ticket
+        return try await pollBatcher.submit(PollItem(token: token, concertId: concertId, now: now)) { [self] items in
+            try await poll(items)
+        }
+    }
+
+    /// The polls of one batch: one script call per line (usually one), the lines' calls at once.
+    private func poll(_ items: [PollItem]) async throws -> [QueueTicket?] {
+        let lines = Dictionary(grouping: items.indices, by: { items[$0].concertId })
+        var tickets = [QueueTicket?](repeating: nil, count: items.count)
+        try await withThrowingTaskGroup(of: [(Int, QueueTicket?)].self) { group in
+            for (concertId, indices) in lines {
+                group.addTask {
+                    // The policy is the line's now; its first poll's time stands for the batch's.
+                    let first = items[indices[0]].now
+                    let policy = try await self.policies.policy(concertId: concertId, now: first)
+                    let extra = indices.flatMap { [RESPArgument(items[$0].token), RESPArgument(items[$0].now.milliseconds)] }
+                    let reply = try await self.run(Self.pollManyScript, "poll", concertId: concertId, now: first, policy: policy,
+                                                   extra: extra)
+                    guard let replies = reply.array, replies.count == indices.count else { throw unexpectedReply("poll", reply) }
+                    return try zip(indices, replies).map { index, reply in
+                        (index, try self.ticket(from: reply, concertId: concertId, policy: policy)?.ticket)
+                    }
+                }
+            }
+            for try await answered in group {
+                for (index, ticket) in answered { tickets[index] = ticket }
+            }
+        }
+        return tickets
     }
 
     @discardableResult
@@ -174,7 +213,8 @@ public final class RedisWaitingRoom: WaitingRoom {
     private static let prelude = """
     local waitingKey, seenKey, activeKey, ownerKey, userKey, sequenceKey, linesKey, admittedKey, drawnKey =
       KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
-    local now = tonumber(ARGV[1])
+    local nowText = ARGV[1]
+    local now = tonumber(nowText)
     local maxActive = tonumber(ARGV[2])
     local activeMs = tonumber(ARGV[3])
     local idleMs = tonumber(ARGV[4])
@@ -207,7 +247,7 @@ public final class RedisWaitingRoom: WaitingRoom {
     -- (the cap, and with a rate the admissions of the last 60 seconds), skipping waiters that
     -- went idle.
     local function advance()
-      local expired = redis.call('ZRANGEBYSCORE', activeKey, '-inf', ARGV[1])
+      local expired = redis.call('ZRANGEBYSCORE', activeKey, '-inf', nowText)
       for _, token in ipairs(expired) do
         redis.call('ZREM', activeKey, token)
         forget(token)
@@ -225,7 +265,7 @@ public final class RedisWaitingRoom: WaitingRoom {
           redis.call('ZREM', waitingKey, token)
           redis.call('ZREM', seenKey, token)
           redis.call('ZADD', activeKey, number(now + activeMs), token)
-          redis.call('ZADD', admittedKey, ARGV[1], token)
+          redis.call('ZADD', admittedKey, nowText, token)
           redis.call('PEXPIRE', admittedKey, 61000)
           activeCount = activeCount + 1
           recent = recent + 1
@@ -253,7 +293,7 @@ public final class RedisWaitingRoom: WaitingRoom {
           dropWaiter(token)
           return false
         end
-        redis.call('ZADD', seenKey, ARGV[1], token)
+        redis.call('ZADD', seenKey, nowText, token)
       end
       return true
     end
@@ -272,19 +312,30 @@ public final class RedisWaitingRoom: WaitingRoom {
     end
     local sequence = redis.call('INCR', sequenceKey)
     redis.call('ZADD', waitingKey, sequence, newToken)
-    redis.call('ZADD', seenKey, ARGV[1], newToken)
+    redis.call('ZADD', seenKey, nowText, newToken)
     redis.call('HSET', ownerKey, newToken, userId)
     redis.call('HSET', userKey, userId, newToken)
     advance()
     return ticket(newToken, 1)
     """)
 
-    // ARGV[7] = token.
-    static let pollScript = RedisScript(prelude + """
-    local token = ARGV[7]
-    advance()
-    if not touch(token) then return false end
-    return ticket(token, 0)
+    // ARGV[7], ARGV[8], ... = token, its poll's now (ms), token, now, ...: the polls of one line
+    // that arrived together (one or many), one after the other, each at its own time:
+    // `WaitingLine.poll`, advance and then touch. One reply per poll, in order: its ticket, or false.
+    static let pollManyScript = RedisScript(prelude + """
+    local replies = {}
+    for i = 7, #ARGV, 2 do
+      nowText = ARGV[i + 1]
+      now = tonumber(nowText)
+      local token = ARGV[i]
+      advance()
+      if touch(token) then
+        replies[#replies + 1] = ticket(token, 0)
+      else
+        replies[#replies + 1] = false
+      end
+    end
+    return replies
     """)
 
     // ARGV[7] = token. Like WaitingLine.end: remove first, then advance so the head moves up.

@@ -25,6 +25,54 @@ struct RedisSharedStateTests {
         await pool.close()
     }
 
+    /// How many scripts Redis has run (EVALSHA and EVAL) since it started.
+    private func scriptCalls(_ pool: RedisConnectionPool) async throws -> Int {
+        let info = try #require(try await pool.send("INFO", "commandstats").string)
+        return info.split(whereSeparator: \.isNewline).reduce(0) { total, line in
+            guard line.hasPrefix("cmdstat_evalsha:") || line.hasPrefix("cmdstat_eval:"),
+                  let calls = line.split(separator: ",").first?.split(separator: "=").last.flatMap({ Int($0) }) else { return total }
+            return total + calls
+        }
+    }
+
+    @Test func pollsReleasedTogetherShareScriptCalls() async throws {
+        let pool = try pool(connections: 4)
+        let room = RedisWaitingRoom(pool: pool, policy: QueuePolicy(maxActive: 5), keyPrefix: TestServices.uniqueKeyPrefix())
+        var tickets: [QueueTicket] = []
+        for user in Int64(1)...40 { tickets.append(try await room.join(userId: user, concertId: 3, now: t0).ticket) }
+        let joined = tickets
+        let before = try await scriptCalls(pool)
+        let gate = StartGate()
+        let polled = try await withThrowingTaskGroup(of: (Int, QueueTicket?).self) { group in
+            for index in joined.indices {
+                group.addTask {
+                    await gate.wait()
+                    return (index, try await room.poll(token: joined[index].token, now: t0.adding(milliseconds: Int64(index % 3))))
+                }
+            }
+            await gate.open(whenArrived: joined.count)
+            var all = [QueueTicket?](repeating: nil, count: joined.count)
+            for try await (index, ticket) in group { all[index] = ticket }
+            return all
+        }
+        let calls = try await scriptCalls(pool) - before
+        #expect(calls < joined.count / 2, "\(calls) script calls for \(joined.count) polls")
+        // Every answer is the poller's own ticket, as it stood: the first five admitted, the rest
+        // in their order.
+        for (index, ticket) in polled.enumerated() {
+            let ticket = try #require(ticket, "poll \(index) found no ticket")
+            #expect(ticket.token == joined[index].token && ticket.userId == Int64(index + 1))
+            #expect(ticket.status == (index < 5 ? .active : .waiting), "\(index): \(ticket)")
+            if index >= 5 { #expect(ticket.position == index - 5, "\(index): \(ticket)") }
+        }
+        // An unknown token in a batch is answered nil and leaves the others alone.
+        async let unknown = room.poll(token: QueueToken.make(concertId: 3), now: t0)
+        async let known = room.poll(token: joined[7].token, now: t0)
+        #expect(try await unknown == nil)
+        #expect(try await known?.position == 2)
+        await pool.close()
+    }
+
     @Test func aCacheInvalidationReachesEveryInstance() async throws {
         let pool = try pool(connections: 2)
         let prefix = TestServices.uniqueKeyPrefix()

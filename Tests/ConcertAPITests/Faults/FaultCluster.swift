@@ -122,7 +122,7 @@ final class FaultCluster: @unchecked Sendable {
             let waiting = await withDeadline(seconds: 5, fallback: nil) {
                 try? await self.database.scalar("""
                     SELECT COUNT(*) FROM pg_stat_activity
-                    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%concertd_pay(%'
+                    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%concertd_pay%'
                     """)
             }
             return (waiting ?? 0) > 0

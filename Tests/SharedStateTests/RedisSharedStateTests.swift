@@ -79,19 +79,7 @@ struct RedisSharedStateTests {
         // Two instances: each its own bodies in memory, one generation per namespace in Redis.
         let a = GenerationCheckedCache(generations: RedisCacheGenerations(pool: pool, keyPrefix: prefix))
         let b = GenerationCheckedCache(generations: RedisCacheGenerations(pool: pool, keyPrefix: prefix))
-        let later = t0.adding(seconds: 60)
-        try await a.set(namespace: "concerts", key: "list", value: [1], expiresAt: later, now: t0)
-        try await b.set(namespace: "concerts", key: "list", value: [2], expiresAt: later, now: t0)
-        try await a.set(namespace: "schedules:1", key: "future", value: [3], expiresAt: later, now: t0)
-        #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == [1])
-        #expect(try await b.get(namespace: "concerts", key: "list", now: t0) == [2])
-
-        try await b.invalidate(namespace: "concerts")
-        #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == nil, "dropped on the other instance too")
-        #expect(try await b.get(namespace: "concerts", key: "list", now: t0) == nil)
-        #expect(try await a.get(namespace: "schedules:1", key: "future", now: t0) == [3], "other namespaces stay")
-        try await a.set(namespace: "concerts", key: "list", value: [4], expiresAt: later, now: t0)
-        #expect(try await a.get(namespace: "concerts", key: "list", now: t0) == [4])
+        try await expectInvalidationReachesEveryInstance(a, b)
         // The generation is the only thing the cache keeps in Redis.
         #expect(try await pool.send("GET", RESPArgument(prefix + "cache:8:concerts:generation")).integer == 1)
         await pool.close()

@@ -132,3 +132,25 @@ enum PostgresTestStore {
         })
     }
 }
+
+/// Two instances' caches over one shared generation store: an invalidation through one drops the
+/// namespace on both, and only that namespace.
+func expectInvalidationReachesEveryInstance(_ a: any ResponseCache, _ b: any ResponseCache,
+                                            sourceLocation: SourceLocation = #_sourceLocation) async throws {
+    let now = Timestamp(milliseconds: 1_750_000_000_000)
+    let later = now.adding(seconds: 60)
+    try await a.set(namespace: "concerts", key: "list", value: [1], expiresAt: later, now: now)
+    try await b.set(namespace: "concerts", key: "list", value: [2], expiresAt: later, now: now)
+    try await a.set(namespace: "schedules:1", key: "future", value: [3], expiresAt: later, now: now)
+    #expect(try await a.get(namespace: "concerts", key: "list", now: now) == [1], sourceLocation: sourceLocation)
+    #expect(try await b.get(namespace: "concerts", key: "list", now: now) == [2], sourceLocation: sourceLocation)
+
+    try await b.invalidate(namespace: "concerts")
+    #expect(try await a.get(namespace: "concerts", key: "list", now: now) == nil, "dropped on the other instance too",
+            sourceLocation: sourceLocation)
+    #expect(try await b.get(namespace: "concerts", key: "list", now: now) == nil, sourceLocation: sourceLocation)
+    #expect(try await a.get(namespace: "schedules:1", key: "future", now: now) == [3], "other namespaces stay",
+            sourceLocation: sourceLocation)
+    try await a.set(namespace: "concerts", key: "list", value: [4], expiresAt: later, now: now)
+    #expect(try await a.get(namespace: "concerts", key: "list", now: now) == [4], sourceLocation: sourceLocation)
+}

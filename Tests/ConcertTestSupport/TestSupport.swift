@@ -1,6 +1,7 @@
 // Test helpers shared by the test targets: the throwaway servers, a database per test, and a
 // gate that releases racing tasks together.
 import ConcertPostgres
+import ConcertStore
 import Foundation
 import Logging
 import PostgresNIO
@@ -71,7 +72,12 @@ public struct TestDatabase: Sendable {
         try await adminExecute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
     }
 
+    /// Run apart from the caller's cancellation and under a deadline, as `scalar` is (see there).
     public func adminExecute(_ sql: String) async throws {
+        try await outsideCancellation { try await adminExecuteNow(sql) }
+    }
+
+    private func adminExecuteNow(_ sql: String) async throws {
         let configuration = PostgresConnection.Configuration(
             host: admin.host, port: admin.port, username: admin.username, password: admin.password,
             database: admin.database, tls: .disable)
@@ -131,7 +137,18 @@ public final class StartGate: Sendable {
 
 extension TestDatabase {
     /// The first column of the first row of `sql`, run on this database, as an integer.
+    ///
+    /// The query runs in a task of its own, under a deadline. A test often samples in a loop that
+    /// it cancels when it is done; a query cancelled mid-flight can leave PostgresNIO (1.x) with a
+    /// continuation that never resumes (docs/milestones.md, "A rare hang"), and the cancelled
+    /// sampler's test then waited for it for ever (a fresh-clone run on 2026-12-02 stopped there
+    /// with every connection idle). Uncancelled, the query ends normally; lost anyway, the
+    /// deadline fails the call instead of hanging the suite.
     public func scalar(_ sql: String) async throws -> Int64 {
+        try await outsideCancellation { try await scalarNow(sql) }
+    }
+
+    private func scalarNow(_ sql: String) async throws -> Int64 {
         let configuration = PostgresConnection.Configuration(
             host: admin.host, port: admin.port, username: admin.username, password: admin.password,
             database: name, tls: .disable)
@@ -141,4 +158,11 @@ extension TestDatabase {
         guard let row = rows.first else { return 0 }
         return try row.decode(Int64?.self) ?? 0
     }
+}
+
+/// Runs `body` in a task that the caller's cancellation does not reach, and answers within
+/// `seconds` (`DeadlineExceeded` after that, the task left behind).
+func outsideCancellation<T: Sendable>(seconds: Double = 30, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    let work = Task { try await body() }
+    return try await withDeadline(seconds: seconds) { try await work.value }
 }

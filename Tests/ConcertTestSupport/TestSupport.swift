@@ -72,7 +72,7 @@ public struct TestDatabase: Sendable {
         try await adminExecute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
     }
 
-    /// Run apart from the caller's cancellation and under a deadline, as `scalar` is (see there).
+    /// Runs `sql` on the server's admin database (`outsideCancellation`).
     public func adminExecute(_ sql: String) async throws {
         try await outsideCancellation { try await adminExecuteNow(sql) }
     }
@@ -136,14 +136,8 @@ public final class StartGate: Sendable {
 }
 
 extension TestDatabase {
-    /// The first column of the first row of `sql`, run on this database, as an integer.
-    ///
-    /// The query runs in a task of its own, under a deadline. A test often samples in a loop that
-    /// it cancels when it is done; a query cancelled mid-flight can leave PostgresNIO (1.x) with a
-    /// continuation that never resumes (docs/milestones.md, "A rare hang"), and the cancelled
-    /// sampler's test then waited for it for ever (a fresh-clone run on 2026-12-02 stopped there
-    /// with every connection idle). Uncancelled, the query ends normally; lost anyway, the
-    /// deadline fails the call instead of hanging the suite.
+    /// The first column of the first row of `sql`, run on this database, as an integer
+    /// (`outsideCancellation`).
     public func scalar(_ sql: String) async throws -> Int64 {
         try await outsideCancellation { try await scalarNow(sql) }
     }
@@ -161,7 +155,11 @@ extension TestDatabase {
 }
 
 /// Runs `body` in a task that the caller's cancellation does not reach, and answers within
-/// `seconds` (`DeadlineExceeded` after that, the task left behind).
+/// `seconds` (`DeadlineExceeded` after that, the task left behind). Every `TestDatabase` query
+/// goes through it: tests sample in loops they cancel when done, and a query cancelled mid-flight
+/// can leave PostgresNIO (1.x) with a continuation that never resumes, which once hung a whole
+/// run (docs/milestones.md, "A rare hang"). Uncancelled, the query ends normally; lost anyway,
+/// the deadline fails the call instead of hanging the suite.
 func outsideCancellation<T: Sendable>(seconds: Double = 30, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
     let work = Task { try await body() }
     return try await withDeadline(seconds: seconds) { try await work.value }

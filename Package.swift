@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(
             name: "ConcertStoreTests",
             dependencies: [
-                "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres", "ConcertTestSupport",
+                "ConcertDomain", "ConcertStore", "ConcertSQLite", "ConcertPostgres", "ConcertTestSupport", "SharedState",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -37,7 +37,8 @@ public func buildApplication(
     let webhookGuard = WebhookAddressGuard(resolver: config.webhookResolverOverride ?? resolver, allowPrivate: config.webhookAllowPrivate)
     let deps = Dependencies(
         store: engines.store, waitingRoom: engines.waitingRoom, cache: engines.cache, rateLimiter: engines.rateLimiter,
-        policies: engines.linePolicies, tokenClaims: engines.tokenClaims, authenticator: authenticator, clock: clock, config: config,
+        policies: engines.linePolicies, tokenClaims: engines.tokenClaims,
+        ticketedPayments: engines.ticketedPayments, authenticator: authenticator, clock: clock, config: config,
         webhookGuard: webhookGuard)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var services: [any Service] = engines.services + [

@@ -14,6 +14,7 @@ struct Dependencies: Sendable {
     var rateLimiter: any RateLimiter
     var policies: LinePolicies
     var tokenClaims: any TokenClaims
+    var ticketedPayments: (any TicketedPayments)?
     var authenticator: Authenticator
     var clock: WallClock
     var config: AppConfig
@@ -37,7 +38,8 @@ struct Dependencies: Sendable {
         ReservationsController(store: store, cache: cache, clock: clock, rules: config.rules)
             .addRoutes(to: &routes)
         PointsController(store: store, clock: clock, rules: config.rules).addRoutes(to: &routes)
-        PaymentsController(store: store, waitingRoom: waitingRoom, tokenClaims: tokenClaims, cache: cache, gate: queueGate,
+        PaymentsController(store: store, waitingRoom: waitingRoom, tokenClaims: tokenClaims, ticketedPayments: ticketedPayments,
+                           cache: cache, gate: queueGate,
                            clock: clock, rules: config.rules).addRoutes(to: &routes)
         AdminController(store: store, waitingRoom: waitingRoom, cache: cache, clock: clock).addRoutes(to: &routes)
         WebhooksController(store: store, guardrail: webhookGuard, clock: clock).addRoutes(to: &routes)

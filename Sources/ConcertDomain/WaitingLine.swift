@@ -91,6 +91,11 @@ public struct QueueTicket: Sendable, Equatable {
 ///
 /// Looking up a token and its position costs O(log n): waiters sit in an array sorted by
 /// arrival number, searched by bisection. Idle waiters further back are dropped by `sweep`.
+///
+/// PostgreSQL runs these rules as PL/pgSQL functions (`PostgresLineFunctions`). On PostgreSQL
+/// alone, a payment's check of its token (live: ACTIVE before `activeUntil`, or WAITING and not
+/// idle; the caller's; the concert's; ACTIVE) also runs in SQL, inside the payment's own call
+/// (`concertd_pay_batch`, migration 14); `PostgresTicketedPaymentTests` checks its answers.
 public struct WaitingLine: Sendable {
     struct Waiter: Sendable {
         var sequence: UInt64

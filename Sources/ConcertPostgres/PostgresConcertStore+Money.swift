@@ -67,13 +67,20 @@ extension PostgresConcertStore {
 
     public func pay(userId: Int64, reservationId: Int64, now: Timestamp,
                     idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt {
+        try await pay(userId: userId, reservationId: reservationId, now: now, ticket: nil, idempotency: idempotency)
+    }
+
+    /// A payment, with its queue token checked and claimed in the same call when `ticket` is set
+    /// (`PostgresTicketedPayments`).
+    func pay(userId: Int64, reservationId: Int64, now: Timestamp, ticket: PaymentTicketCheck?,
+             idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt {
         let placeholder = PaymentReceipt(
             payment: Payment(id: AnswerTemplate.marker(0), userId: userId, reservationId: reservationId,
                              amount: AnswerTemplate.marker(1), paidAt: now),
             balance: AnswerTemplate.marker(2), concertId: 0)
         let answer = try AnswerTemplate(idempotency, placeholder: placeholder, markers: PayBatchStatement.markers)
         let logger = self.logger
-        let item = PayItem(userId: userId, reservationId: reservationId, now: now.milliseconds, answer: answer)
+        let item = PayItem(userId: userId, reservationId: reservationId, now: now.milliseconds, answer: answer, ticket: ticket)
         let answered = try await payBatcher.submit(item) { [self] items in
             try await autocommit { connection in try await Self.pay(items, on: connection, logger: logger) }
         }
@@ -89,17 +96,19 @@ extension PostgresConcertStore {
         case ("RESERVATION_ALREADY_PAID", _, _, _, _): throw DomainError.reservationAlreadyPaid
         case ("RESERVATION_EXPIRED", _, _, _, _): throw DomainError.reservationExpired
         case ("RESERVATION_NOT_HELD", _, _, _, _): throw DomainError.reservationNotHeld
+        case ("QUEUE_TOKEN_INVALID", _, _, _, _): throw DomainError.queueTokenInvalid
+        case ("QUEUE_TOKEN_NOT_ACTIVE", _, _, _, _): throw DomainError.queueTokenNotActive
         default: throw PostgresStoreError("concertd_pay answered \(outcome)")
         }
     }
 
-    /// One call of `concertd_pay_many` for a batch; one outcome per item, in order.
+    /// One call of `concertd_pay_batch` for a batch; one outcome per item, in order.
     private static func pay(_ items: [PayItem], on connection: PostgresConnection, logger: Logger) async throws -> [PayOutcome] {
         var outcomes = [PayOutcome?](repeating: nil, count: items.count)
         let rows = try await connection.rows(PayBatchStatement(items: items), logger: logger)
         for row in rows {
             let (item, outcome, paymentId, amount, balance, concertId) = try row.decode((Int64, String, Int64?, Int64?, Int64?, Int64?).self)
-            guard item >= 1, item <= items.count else { throw PostgresStoreError("concertd_pay_many answered for item \(item) of \(items.count)") }
+            guard item >= 1, item <= items.count else { throw PostgresStoreError("concertd_pay_batch answered for item \(item) of \(items.count)") }
             outcomes[Int(item) - 1] = PayOutcome(outcome: outcome, paymentId: paymentId, amount: amount, balance: balance,
                                                  concertId: concertId)
         }

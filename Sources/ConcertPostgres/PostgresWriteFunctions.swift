@@ -20,6 +20,9 @@ import PostgresNIO
 /// - `concertd_charge`: the balance cap of `WalletPolicy.checkCharge` (the amount's own limits are
 ///   checked in Swift before the call).
 /// - `concertd_cancel`: only a live hold can be cancelled.
+/// - `concertd_pay_batch` (migration 14, `PostgresTicketedPaymentFunctions`), on PostgreSQL alone:
+///   a payment's queue gate (`QueueGate.ticket` and `admit` over `WaitingLine`'s ticket) and its
+///   token claim (`TokenClaims`), in the order `PaymentsController` answers them.
 /// The shared store suite (`StoreContractTests`) runs the same cases against both engines, so the
 /// two homes of each rule cannot drift apart.
 ///

@@ -86,26 +86,34 @@ struct ChargeItem: Sendable {
     var answer: AnswerTemplate?
 }
 
-/// `concertd_pay_many` for a batch of payments: the items as parallel arrays (see
-/// `PostgresMoneyBatches` for the empty key and the markers).
+/// `concertd_pay_batch` (migration 14) for a batch of payments: the items as parallel arrays (see
+/// `PostgresMoneyBatches` for the empty key and the markers); an item without a queue-token check
+/// has the empty token (`PostgresTicketedPaymentFunctions`).
 struct PayBatchStatement: PreparedWrite {
-    static let name = "concertd_pay_many_13"
+    static let name = "concertd_pay_batch_14"
     static let sql = """
         SELECT o_item, o_outcome, o_payment, o_amount, o_balance, o_concert
-        FROM concertd_pay_many($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        FROM concertd_pay_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
         """
     static let bindingDataTypes: [PostgresDataType] = [.int8Array, .int8Array, .int8Array, .textArray, .int8Array, .int8Array,
-                                                       .byteaArray, .boolArray, .textArray]
+                                                       .byteaArray, .boolArray, .textArray,
+                                                       .textArray, .textArray, .int8Array, .int8Array]
     /// A payment's answer shows the payment's id, its amount and the balance after.
     static let markers = 3
 
     var items: [PayItem]
 
     func makeBindings() throws -> PostgresBindings {
-        .of(items.map(\.userId), items.map(\.reservationId), items.map(\.now), items.map { $0.answer?.key ?? "" },
+        var bindings = PostgresBindings.of(
+            items.map(\.userId), items.map(\.reservationId), items.map(\.now), items.map { $0.answer?.key ?? "" },
             items.map { $0.answer?.claimedAt ?? 0 }, items.map { $0.answer?.status ?? 0 },
             items.map { $0.answer?.body ?? ByteBuffer() }, items.map { !($0.answer?.marks.isEmpty ?? true) },
             (0..<Self.markers).map { String(AnswerTemplate.marker($0)) })
+        bindings.append(items.map { $0.ticket?.token ?? "" })
+        bindings.append(items.map { $0.ticket?.claimOwner ?? "" })
+        bindings.append(items.map { $0.ticket?.claimUntil.milliseconds ?? 0 })
+        bindings.append(items.map { $0.ticket?.idleMilliseconds ?? 0 })
+        return bindings
     }
 }
 
@@ -115,6 +123,8 @@ struct PayItem: Sendable {
     var reservationId: Int64
     var now: Int64
     var answer: AnswerTemplate?
+    /// The queue token to check and claim in the payment's own transaction (PostgreSQL alone).
+    var ticket: PaymentTicketCheck?
 }
 
 /// `concertd_queue_end` for one token (a batch of one: most payments end their token alone).

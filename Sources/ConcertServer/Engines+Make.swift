@@ -60,7 +60,9 @@ extension Engines {
             // the cache generations live in the database too.
             let shared = Engines.makePostgresState(store: postgres, policies: policies, clock: clock, logger: logger)
             return Engines(store: store, waitingRoom: shared.waitingRoom, cache: shared.cache, rateLimiter: shared.rateLimiter,
-                           linePolicies: policies, tokenClaims: shared.tokenClaims, services: services + shared.services)
+                           linePolicies: policies, tokenClaims: shared.tokenClaims,
+                           ticketedPayments: PostgresTicketedPayments(store: postgres, policies: policies),
+                           services: services + shared.services)
         }
         return Engines(store: store, waitingRoom: InProcessWaitingRoom(policies: policies), cache: InProcessResponseCache(),
                        rateLimiter: InProcessRateLimiter(), linePolicies: policies, tokenClaims: InProcessTokenClaims(),

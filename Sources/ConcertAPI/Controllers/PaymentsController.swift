@@ -9,6 +9,8 @@ struct PaymentsController {
     let store: any ReservationStore & PaymentStore & IdempotencyStore
     let waitingRoom: any WaitingRoom
     let tokenClaims: any TokenClaims
+    /// Set on PostgreSQL alone: the checks of `payChecked` and the payment in one database call.
+    let ticketedPayments: (any TicketedPayments)?
     let cache: any ResponseCache
     let gate: QueueGate
     let clock: WallClock
@@ -52,44 +54,27 @@ struct PaymentsController {
         let response = try await idempotency.run(request: request, userId: caller.userId,
                                                  fingerprint: "POST /v1/payments reservationId=\(body.reservationId)") { completion in
             let token = try QueueGate.token(in: request)
-            guard let reservation = try await store.reservation(id: body.reservationId, userId: caller.userId) else {
-                throw DomainError.reservationNotFound
-            }
-            // Paying twice is answered as such even though the first payment ended the token.
-            if reservation.storedStatus == .confirmed { throw DomainError.reservationAlreadyPaid }
-            // One token, one purchase: the token's end is claimed before the payment writes, so a
-            // second payment with the same token, through any instance, finds it taken and is
-            // refused as for an ended token. A payment refused by a rule gives the claim back and
-            // the token works on; one that commits ends the token. The claim runs out by itself
-            // (a process killed here cannot strand the token) well after any payment finishes.
-            // A payment with an Idempotency-Key claims as that key, so its own retry (after a fault
-            // cut it off, once the key's lease has passed) takes the claim again instead of finding
-            // the token taken; without a key every attempt is its own claimant.
-            let claimOwner = request.headers[.idempotencyKey].map { "key:\(caller.userId):\($0)" }
-                ?? QueueToken.make(concertId: reservation.concertId)
-            let claimedAt = clock.now()
-            guard try await tokenClaims.claim(token: token, owner: claimOwner, until: claimedAt.adding(seconds: Self.claimSeconds),
-                                              now: claimedAt) else {
-                throw DomainError.queueTokenInvalid
+            let idempotency = completion { (receipt: PaymentReceipt) in
+                StoredResponse(status: 201, body: try JSONBody.encode(PaymentBody(receipt.payment, balance: receipt.balance)))
             }
             let receipt: PaymentReceipt
-            do {
-                let ticket = try await gate.ticket(token, caller: caller)
-                try QueueGate.admit(ticket, concertId: reservation.concertId)
-                receipt = try await BusinessMetrics.recording(BusinessMetrics.payment) {
-                    try await store.pay(userId: caller.userId, reservationId: body.reservationId, now: clock.now(),
-                                        idempotency: completion { receipt in
-                        StoredResponse(status: 201, body: try JSONBody.encode(PaymentBody(receipt.payment, balance: receipt.balance)))
-                    })
-                }
-            } catch {
+            if let ticketedPayments {
+                // The checks below, in the same order, inside the payment's own database call.
+                let claimedAt = clock.now()
                 do {
-                    try await tokenClaims.release(token: token, owner: claimOwner)
-                } catch let releaseError {
-                    // The token stays claimed until the claim runs out; the refusal still stands.
-                    context.logger.warning("could not release a queue token claim", metadata: ["error": "\(releaseError)"])
+                    receipt = try await ticketedPayments.pay(userId: caller.userId, reservationId: body.reservationId, token: token,
+                                                             claimOwner: Self.claimOwner(request, caller: caller),
+                                                             claimUntil: claimedAt.adding(seconds: Self.claimSeconds), now: claimedAt,
+                                                             idempotency: idempotency)
+                    BusinessMetrics.payment("ok")
+                } catch {
+                    // Counted as `payChecked` counts: the refusals of its checks are not payments.
+                    if !Self.refusedBeforePaying(error) { BusinessMetrics.payment(BusinessMetrics.outcome(of: error)) }
+                    throw error
                 }
-                throw error
+            } else {
+                receipt = try await payChecked(body.reservationId, token: token, request: request, caller: caller,
+                                               context: context, idempotency: idempotency)
             }
             checkedToken = token
             return try JSONBody.response(PaymentBody(receipt.payment, balance: receipt.balance), status: .created)
@@ -117,6 +102,59 @@ struct PaymentsController {
             }
         }
         return response
+    }
+
+    /// The payment with its token checked through the waiting room and claimed through
+    /// `tokenClaims` first, a round trip each (every engine but PostgreSQL alone).
+    private func payChecked(_ reservationId: Int64, token: String, request: Request, caller: Identity,
+                            context: AuthenticatedRequestContext,
+                            idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt {
+        guard let reservation = try await store.reservation(id: reservationId, userId: caller.userId) else {
+            throw DomainError.reservationNotFound
+        }
+        // Paying twice is answered as such even though the first payment ended the token.
+        if reservation.storedStatus == .confirmed { throw DomainError.reservationAlreadyPaid }
+        // One token, one purchase: the token's end is claimed before the payment writes, so a
+        // second payment with the same token, through any instance, finds it taken and is
+        // refused as for an ended token. A payment refused by a rule gives the claim back and
+        // the token works on; one that commits ends the token. The claim runs out by itself
+        // (a process killed here cannot strand the token) well after any payment finishes.
+        let claimOwner = Self.claimOwner(request, caller: caller)
+        let claimedAt = clock.now()
+        guard try await tokenClaims.claim(token: token, owner: claimOwner, until: claimedAt.adding(seconds: Self.claimSeconds),
+                                          now: claimedAt) else {
+            throw DomainError.queueTokenInvalid
+        }
+        do {
+            let ticket = try await gate.ticket(token, caller: caller)
+            try QueueGate.admit(ticket, concertId: reservation.concertId)
+            return try await BusinessMetrics.recording(BusinessMetrics.payment) {
+                try await store.pay(userId: caller.userId, reservationId: reservationId, now: clock.now(), idempotency: idempotency)
+            }
+        } catch {
+            do {
+                try await tokenClaims.release(token: token, owner: claimOwner)
+            } catch let releaseError {
+                // The token stays claimed until the claim runs out; the refusal still stands.
+                context.logger.warning("could not release a queue token claim", metadata: ["error": "\(releaseError)"])
+            }
+            throw error
+        }
+    }
+
+    /// The refusals that `payChecked` answers before the payment is tried.
+    private static func refusedBeforePaying(_ error: any Error) -> Bool {
+        switch error as? DomainError {
+        case .reservationNotFound?, .reservationAlreadyPaid?, .queueTokenInvalid?, .queueTokenNotActive?: true
+        default: false
+        }
+    }
+
+    /// Who claims the token: a payment with an Idempotency-Key claims as that key, so its own
+    /// retry (after a fault cut it off, once the key's lease has passed) takes the claim again
+    /// instead of finding the token taken; without a key every attempt is its own claimant.
+    private static func claimOwner(_ request: Request, caller: Identity) -> String {
+        request.headers[.idempotencyKey].map { "key:\(caller.userId):\($0)" } ?? QueueToken.make(concertId: 0)
     }
 
     /// Ends `token` as soon as the waiting room can be reached again, trying every 250 ms for as

@@ -1,0 +1,146 @@
+import ConcertDomain
+import ConcertPostgres
+import ConcertStore
+import ConcertTestSupport
+import SharedState
+import Testing
+
+/// On PostgreSQL alone a payment checks and claims its queue token inside its own call
+/// (`PostgresTicketedPayments`, migration 14's `concertd_pay_batch`): one round trip instead of
+/// the reservation read, the claim, the poll and the payment. The refusals come in the order the
+/// API answers them on every engine (`PaymentsController.payChecked`).
+@Suite("PostgreSQL alone: a payment checks its queue token in its own call",
+       .enabled(if: TestServices.postgresURL != nil || TestServices.required))
+struct PostgresTicketedPaymentTests {
+    static let now = Timestamp(milliseconds: 1_800_000_000_000)
+    static let rules = BookingRules(maxHoldsPerUser: 8)
+    static let policy = QueuePolicy(maxActive: 2, activeSeconds: 600, idleSeconds: 60)
+
+    struct Sale {
+        let store: PostgresConcertStore
+        let room: PostgresWaitingRoom
+        let payments: PostgresTicketedPayments
+        let trips: PostgresRoundTrips
+        let concertId: Int64
+        let otherConcertId: Int64
+        let scheduleId: Int64
+
+        func hold(user: Int64, seat: Int) async throws -> Int64 {
+            try await store.hold(HoldRequest(userId: user, scheduleId: scheduleId, seatNumber: seat, now: now, rules: rules)).id
+        }
+
+        func pay(user: Int64, reservation: Int64, token: String, owner: String, at time: Timestamp = now) async -> Result<PaymentReceipt, DomainError> {
+            do {
+                return .success(try await payments.pay(userId: user, reservationId: reservation, token: token, claimOwner: owner,
+                                                       claimUntil: time.adding(seconds: 60), now: time, idempotency: nil))
+            } catch let error as DomainError {
+                return .failure(error)
+            } catch {
+                Issue.record("not a refusal: \(error)")
+                return .failure(.reservationNotFound)
+            }
+        }
+    }
+
+    func withSale(_ body: (Sale) async throws -> Void) async throws {
+        try await withRoundTripCountedStore { store, trips in
+            let now = Self.now
+            func concert() async throws -> Int64 {
+                try await store.createConcert(NewConcert(title: "T", artist: "A", venue: "V", bookingOpensAt: now.adding(milliseconds: -1000),
+                                                         bookingClosesAt: now.adding(milliseconds: 86_400_000))).id
+            }
+            let concertId = try await concert()
+            let otherConcertId = try await concert()
+            let schedule = try await store.createSchedule(NewSchedule(concertId: concertId, startsAt: now.adding(milliseconds: 86_400_000),
+                                                                      price: 100, seatCount: 50))
+            _ = try await store.schedule(id: schedule.id)
+            let policies = FixedQueuePolicy(Self.policy)
+            try await body(Sale(store: store, room: PostgresWaitingRoom(store: store, policies: policies),
+                                payments: PostgresTicketedPayments(store: store, policies: policies), trips: trips,
+                                concertId: concertId, otherConcertId: otherConcertId, scheduleId: schedule.id))
+        }
+    }
+
+    @Test("the refusals come in the API's order; a refusal gives the claim back, a payment keeps it")
+    func refusalsInOrder() async throws {
+        try await withSale { sale in
+            let now = Self.now
+            let token1 = try await sale.room.join(userId: 1, concertId: sale.concertId, now: now).ticket.token
+            let token2 = try await sale.room.join(userId: 2, concertId: sale.concertId, now: now).ticket.token
+            let waiting = try await sale.room.join(userId: 3, concertId: sale.concertId, now: now).ticket
+            #expect(waiting.status == .waiting)
+            let elsewhere = try await sale.room.join(userId: 1, concertId: sale.otherConcertId, now: now).ticket.token
+            let reservation1 = try await sale.hold(user: 1, seat: 1)
+            let reservation2 = try await sale.hold(user: 2, seat: 2)
+            let reservation3 = try await sale.hold(user: 3, seat: 3)
+
+            // The reservation's answers come before any token's.
+            #expect(await sale.pay(user: 1, reservation: 999_999, token: "garbage", owner: "a") == .failure(.reservationNotFound))
+            #expect(await sale.pay(user: 2, reservation: reservation1, token: token2, owner: "a") == .failure(.reservationNotFound))
+            // Then the token, as a poll sees it.
+            #expect(await sale.pay(user: 1, reservation: reservation1, token: "garbage", owner: "a") == .failure(.queueTokenInvalid))
+            #expect(await sale.pay(user: 1, reservation: reservation1, token: token2, owner: "a") == .failure(.queueTokenInvalid),
+                    "another user's token")
+            #expect(await sale.pay(user: 1, reservation: reservation1, token: elsewhere, owner: "a") == .failure(.queueTokenInvalid),
+                    "a token for another concert")
+            #expect(await sale.pay(user: 3, reservation: reservation3, token: waiting.token, owner: "a") == .failure(.queueTokenNotActive))
+            #expect(await sale.pay(user: 3, reservation: reservation3, token: waiting.token, owner: "a", at: now.adding(seconds: 61))
+                    == .failure(.queueTokenInvalid), "a waiter gone idle has no place")
+            #expect(await sale.pay(user: 2, reservation: reservation2, token: token2, owner: "a", at: now.adding(seconds: 601))
+                    == .failure(.queueTokenInvalid), "an ACTIVE token past its time, before the hold's own expiry is looked at")
+            // Then the payment's own rules; the refusal gives the claim back, so another owner
+            // (a second attempt without a key) takes it and pays.
+            #expect(await sale.pay(user: 1, reservation: reservation1, token: token1, owner: "first") == .failure(.insufficientPoints(balance: 0, price: 100)))
+            _ = try await sale.store.charge(userId: 1, amount: 250, now: now, rules: Self.rules, idempotency: nil)
+            let paid = try await sale.pay(user: 1, reservation: reservation1, token: token1, owner: "second").get()
+            #expect(paid.balance == 150 && paid.payment.amount == 100 && paid.concertId == sale.concertId)
+            // Paying twice is answered as such, whatever the token; and the paid payment keeps its
+            // claim: one token, one purchase.
+            #expect(await sale.pay(user: 1, reservation: reservation1, token: "garbage", owner: "third") == .failure(.reservationAlreadyPaid))
+            let reservation4 = try await sale.hold(user: 1, seat: 4)
+            #expect(await sale.pay(user: 1, reservation: reservation4, token: token1, owner: "third") == .failure(.queueTokenInvalid))
+            #expect(try await sale.store.balance(userId: 1) == 150)
+        }
+    }
+
+    @Test("payments released together with one token: exactly one pays")
+    func oneTokenOnePurchase() async throws {
+        try await withSale { sale in
+            let now = Self.now
+            let token = try await sale.room.join(userId: 1, concertId: sale.concertId, now: now).ticket.token
+            var reservations: [Int64] = []
+            for seat in 1...8 { reservations.append(try await sale.hold(user: 1, seat: seat)) }
+            _ = try await sale.store.charge(userId: 1, amount: 1000, now: now, rules: Self.rules, idempotency: nil)
+            let gate = StartGate()
+            let outcomes = await withTaskGroup(of: Result<PaymentReceipt, DomainError>.self) { group in
+                for (index, reservation) in reservations.enumerated() {
+                    group.addTask {
+                        await gate.wait()
+                        return await sale.pay(user: 1, reservation: reservation, token: token, owner: "attempt \(index)")
+                    }
+                }
+                await gate.open(whenArrived: reservations.count)
+                var all: [Result<PaymentReceipt, DomainError>] = []
+                for await outcome in group { all.append(outcome) }
+                return all
+            }
+            let paid = outcomes.filter { if case .success = $0 { true } else { false } }
+            #expect(paid.count == 1, "\(outcomes)")
+            #expect(outcomes.filter { $0 == .failure(.queueTokenInvalid) }.count == reservations.count - 1, "\(outcomes)")
+            #expect(try await sale.store.balance(userId: 1) == 900)
+        }
+    }
+
+    @Test("a payment with its token's checks is one round trip")
+    func oneRoundTrip() async throws {
+        try await withSale { sale in
+            let now = Self.now
+            let token = try await sale.room.join(userId: 1, concertId: sale.concertId, now: now).ticket.token
+            let reservation = try await sale.hold(user: 1, seat: 1)
+            _ = try await sale.store.charge(userId: 1, amount: 100, now: now, rules: Self.rules, idempotency: nil)
+            sale.trips.reset()
+            _ = try await sale.pay(user: 1, reservation: reservation, token: token, owner: "only").get()
+            #expect(sale.trips.value == 1, "\(sale.trips.value) round trips for a payment")
+        }
+    }
+}

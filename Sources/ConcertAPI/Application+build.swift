@@ -38,7 +38,7 @@ public func buildApplication(
     let deps = Dependencies(
         store: engines.store, waitingRoom: engines.waitingRoom, cache: engines.cache, rateLimiter: engines.rateLimiter,
         policies: engines.linePolicies, tokenClaims: engines.tokenClaims,
-        ticketedPayments: engines.ticketedPayments, authenticator: authenticator, clock: clock, config: config,
+        ticketedWrites: engines.ticketedWrites, authenticator: authenticator, clock: clock, config: config,
         webhookGuard: webhookGuard)
     let router = buildRouter(deps, registry: MetricsBootstrap.registry)
     var services: [any Service] = engines.services + [

@@ -14,7 +14,7 @@ struct Dependencies: Sendable {
     var rateLimiter: any RateLimiter
     var policies: LinePolicies
     var tokenClaims: any TokenClaims
-    var ticketedPayments: (any TicketedPayments)?
+    var ticketedWrites: (any TicketedPayments & TicketedHolds)?
     var authenticator: Authenticator
     var clock: WallClock
     var config: AppConfig
@@ -35,10 +35,10 @@ struct Dependencies: Sendable {
         OnSaleController(store: store, waitingRoom: waitingRoom, policies: policies, cache: cache, clock: clock).addRoutes(to: &routes)
         SchedulesController(store: store, cache: cache, clock: clock,
                             cacheTTLMilliseconds: config.scheduleCacheTTLMilliseconds).addRoutes(to: &routes)
-        ReservationsController(store: store, cache: cache, clock: clock, rules: config.rules)
+        ReservationsController(store: store, ticketedHolds: ticketedWrites, gate: queueGate, cache: cache, clock: clock, rules: config.rules)
             .addRoutes(to: &routes)
         PointsController(store: store, clock: clock, rules: config.rules).addRoutes(to: &routes)
-        PaymentsController(store: store, waitingRoom: waitingRoom, tokenClaims: tokenClaims, ticketedPayments: ticketedPayments,
+        PaymentsController(store: store, waitingRoom: waitingRoom, tokenClaims: tokenClaims, ticketedPayments: ticketedWrites,
                            cache: cache, gate: queueGate,
                            clock: clock, rules: config.rules).addRoutes(to: &routes)
         AdminController(store: store, waitingRoom: waitingRoom, cache: cache, clock: clock).addRoutes(to: &routes)

@@ -14,10 +14,11 @@ public struct Engines: Sendable {
     public var linePolicies: LinePolicies
     /// Where a payment claims the end of its queue token; shared like the waiting room.
     public var tokenClaims: any TokenClaims
-    /// Payments that check and claim their queue token in their own database call, when the
-    /// waiting room and the claims live in the store's database (PostgreSQL alone); nil elsewhere,
-    /// and whenever `waitingRoom` or `tokenClaims` is not the store's own (a wrapper in a test).
-    public var ticketedPayments: (any TicketedPayments)?
+    /// Holds and payments that check their queue token in their own database call (a payment
+    /// claims it there too), when the waiting room and the claims live in the store's database
+    /// (PostgreSQL alone); nil elsewhere. Those holds and payments do not go through `waitingRoom`
+    /// or `tokenClaims` (a test that wraps either sees only the other calls).
+    public var ticketedWrites: (any TicketedPayments & TicketedHolds)?
     /// Long-running parts (connection pools) that the application's service group runs.
     public var services: [any Service]
     /// Told to the operator once the database is ready (e.g. a set-up that cannot share its
@@ -25,7 +26,7 @@ public struct Engines: Sendable {
     public var startupWarnings: [String]
 
     public init(store: any ConcertStore, waitingRoom: any WaitingRoom, cache: any ResponseCache, rateLimiter: any RateLimiter,
-                linePolicies: LinePolicies, tokenClaims: any TokenClaims, ticketedPayments: (any TicketedPayments)? = nil,
+                linePolicies: LinePolicies, tokenClaims: any TokenClaims, ticketedWrites: (any TicketedPayments & TicketedHolds)? = nil,
                 services: [any Service] = [], startupWarnings: [String] = []) {
         self.store = store
         self.linePolicies = linePolicies
@@ -33,7 +34,7 @@ public struct Engines: Sendable {
         self.cache = cache
         self.rateLimiter = rateLimiter
         self.tokenClaims = tokenClaims
-        self.ticketedPayments = ticketedPayments
+        self.ticketedWrites = ticketedWrites
         self.services = services
         self.startupWarnings = startupWarnings
     }

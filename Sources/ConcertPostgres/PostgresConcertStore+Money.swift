@@ -71,7 +71,7 @@ extension PostgresConcertStore {
     }
 
     /// A payment, with its queue token checked and claimed in the same call when `ticket` is set
-    /// (`PostgresTicketedPayments`).
+    /// (`PostgresTicketedWrites`).
     func pay(userId: Int64, reservationId: Int64, now: Timestamp, ticket: PaymentTicketCheck?,
              idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt {
         let placeholder = PaymentReceipt(

@@ -11,13 +11,19 @@ import PostgresNIO
 /// call of `concertd_cancel`.
 extension PostgresConcertStore {
     public func hold(_ request: HoldRequest) async throws -> Reservation {
+        try await hold(request, ticket: nil)
+    }
+
+    /// A hold, with its queue token checked in the same call when `ticket` is set
+    /// (`PostgresTicketedWrites`).
+    func hold(_ request: HoldRequest, ticket: QueueTokenCheck?) async throws -> Reservation {
         guard let facts = try await facts(ofSchedule: request.scheduleId) else { throw DomainError.scheduleNotFound }
         let schedule = facts.schedule
         try HoldPolicy.checkReservable(concert: facts.concert, schedule: schedule, seatNumber: request.seatNumber, now: request.now)
         let heldUntil = request.now.adding(milliseconds: request.rules.holdMilliseconds)
         let item = HoldItem(userId: request.userId, scheduleId: schedule.id, concertId: schedule.concertId, seatNumber: request.seatNumber,
                             price: schedule.price, now: request.now.milliseconds, heldUntil: heldUntil.milliseconds,
-                            maxHolds: request.rules.maxHoldsPerUser)
+                            maxHolds: request.rules.maxHoldsPerUser, ticket: ticket)
         let logger = self.logger
         let outcome = try await holdBatcher.submit(item) { [self] items in
             try await autocommit { connection in try await Self.hold(items, on: connection, logger: logger) }
@@ -34,6 +40,10 @@ extension PostgresConcertStore {
         case .scheduleCancelled:
             scheduleFacts.withLock { _ = $0.removeValue(forKey: request.scheduleId) }
             throw DomainError.scheduleNotFound
+        case .queueTokenInvalid:
+            throw DomainError.queueTokenInvalid
+        case .queueTokenNotActive:
+            throw DomainError.queueTokenNotActive
         }
     }
 
@@ -43,15 +53,18 @@ extension PostgresConcertStore {
         let rows = try await connection.rows(HoldBatchStatement(
             users: items.map(\.userId), schedules: items.map(\.scheduleId), concerts: items.map(\.concertId),
             seats: items.map { Int64($0.seatNumber) }, prices: items.map(\.price), nows: items.map(\.now),
-            heldUntils: items.map(\.heldUntil), maxHolds: items.map { Int64($0.maxHolds) }), logger: logger)
+            heldUntils: items.map(\.heldUntil), maxHolds: items.map { Int64($0.maxHolds) },
+            tokens: items.map { $0.ticket?.token ?? "" }, idleMilliseconds: items.map { $0.ticket?.idleMilliseconds ?? 0 }), logger: logger)
         for row in rows {
             let (item, outcome, reservationId) = try row.decode((Int64, String, Int64?).self)
-            guard item >= 1, item <= items.count else { throw PostgresStoreError("concertd_hold answered for item \(item) of \(items.count)") }
+            guard item >= 1, item <= items.count else { throw PostgresStoreError("concertd_hold_ticketed answered for item \(item) of \(items.count)") }
             switch (outcome, reservationId) {
             case ("HELD", let id?): outcomes[Int(item) - 1] = .held(id)
             case ("SEAT_UNAVAILABLE", _): outcomes[Int(item) - 1] = .seatUnavailable
             case ("HOLD_LIMIT_REACHED", _): outcomes[Int(item) - 1] = .holdLimitReached
             case ("SCHEDULE_NOT_FOUND", _): outcomes[Int(item) - 1] = .scheduleCancelled
+            case ("QUEUE_TOKEN_INVALID", _): outcomes[Int(item) - 1] = .queueTokenInvalid
+            case ("QUEUE_TOKEN_NOT_ACTIVE", _): outcomes[Int(item) - 1] = .queueTokenNotActive
             default: throw PostgresStoreError("concertd_hold answered \(outcome)")
             }
         }

@@ -154,8 +154,8 @@ enum PostgresMigrations {
         // 13: payments and charges in batches (`PostgresMoneyBatches`).
         Migration(version: 13, name: "money_batches", statements: PostgresMoneyBatches.statements),
         // 14: a payment checks and claims its queue token in its own call on PostgreSQL alone
-        // (`PostgresTicketedPaymentFunctions`).
-        Migration(version: 14, name: "ticketed_payments", statements: PostgresTicketedPaymentFunctions.statements),
+        // (`PostgresTicketedWriteFunctions`).
+        Migration(version: 14, name: "ticketed_payments", statements: PostgresTicketedWriteFunctions.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -20,7 +20,7 @@ import PostgresNIO
 /// - `concertd_charge`: the balance cap of `WalletPolicy.checkCharge` (the amount's own limits are
 ///   checked in Swift before the call).
 /// - `concertd_cancel`: only a live hold can be cancelled.
-/// - `concertd_pay_batch` (migration 14, `PostgresTicketedPaymentFunctions`), on PostgreSQL alone:
+/// - `concertd_pay_batch` (migration 14, `PostgresTicketedWriteFunctions`), on PostgreSQL alone:
 ///   a payment's queue gate (`QueueGate.ticket` and `admit` over `WaitingLine`'s ticket) and its
 ///   token claim (`TokenClaims`), in the order `PaymentsController` answers them.
 /// The shared store suite (`StoreContractTests`) runs the same cases against both engines, so the
@@ -256,6 +256,8 @@ struct HoldItem: Sendable {
     var now: Int64
     var heldUntil: Int64
     var maxHolds: Int
+    /// The queue token to check in the same call (PostgreSQL alone), or nil.
+    var ticket: QueueTokenCheck?
 }
 
 /// `concertd_charge`'s answer for one charge of a batch: CHARGED or OVER_MAX_BALANCE, and the balance.
@@ -279,6 +281,8 @@ enum HoldOutcome: Sendable, Equatable {
     case holdLimitReached
     /// The schedule was cancelled (perhaps on another instance, after this one cached it).
     case scheduleCancelled
+    case queueTokenInvalid
+    case queueTokenNotActive
 }
 
 /// A schedule with its concert (neither changes once written, but a schedule can be cancelled:

@@ -39,11 +39,12 @@ extension PostgresBindings {
     static let answerTypes: [PostgresDataType] = [.text, .int8, .int8, .bytea, .textArray]
 }
 
-/// `concertd_hold` for a batch: the items as parallel arrays.
+/// `concertd_hold_ticketed` (migration 14) for a batch: the items as parallel arrays, each with
+/// its queue token to check first, or the empty token for none (then it is `concertd_hold`'s).
 struct HoldBatchStatement: PreparedWrite {
-    static let name = "concertd_hold_13"
-    static let sql = "SELECT o_item, o_outcome, o_reservation FROM concertd_hold($1, $2, $3, $4, $5, $6, $7, $8)"
-    static let bindingDataTypes = [PostgresDataType](repeating: .int8Array, count: 8)
+    static let name = "concertd_hold_ticketed_14"
+    static let sql = "SELECT o_item, o_outcome, o_reservation FROM concertd_hold_ticketed($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+    static let bindingDataTypes = [PostgresDataType](repeating: .int8Array, count: 8) + [.textArray, .int8Array]
 
     var users: [Int64]
     var schedules: [Int64]
@@ -53,8 +54,15 @@ struct HoldBatchStatement: PreparedWrite {
     var nows: [Int64]
     var heldUntils: [Int64]
     var maxHolds: [Int64]
+    var tokens: [String]
+    var idleMilliseconds: [Int64]
 
-    func makeBindings() throws -> PostgresBindings { .of(users, schedules, concerts, seats, prices, nows, heldUntils, maxHolds) }
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings.of(users, schedules, concerts, seats, prices, nows, heldUntils, maxHolds)
+        bindings.append(tokens)
+        bindings.append(idleMilliseconds)
+        return bindings
+    }
 }
 
 /// `concertd_charge_many` for a batch of charges: the items as parallel arrays (the empty key and
@@ -88,7 +96,7 @@ struct ChargeItem: Sendable {
 
 /// `concertd_pay_batch` (migration 14) for a batch of payments: the items as parallel arrays (see
 /// `PostgresMoneyBatches` for the empty key and the markers); an item without a queue-token check
-/// has the empty token (`PostgresTicketedPaymentFunctions`).
+/// has the empty token (`PostgresTicketedWriteFunctions`).
 struct PayBatchStatement: PreparedWrite {
     static let name = "concertd_pay_batch_14"
     static let sql = """

@@ -61,7 +61,7 @@ extension Engines {
             let shared = Engines.makePostgresState(store: postgres, policies: policies, clock: clock, logger: logger)
             return Engines(store: store, waitingRoom: shared.waitingRoom, cache: shared.cache, rateLimiter: shared.rateLimiter,
                            linePolicies: policies, tokenClaims: shared.tokenClaims,
-                           ticketedPayments: PostgresTicketedPayments(store: postgres, policies: policies),
+                           ticketedWrites: PostgresTicketedWrites(store: postgres, policies: policies),
                            services: services + shared.services)
         }
         return Engines(store: store, waitingRoom: InProcessWaitingRoom(policies: policies), cache: InProcessResponseCache(),

@@ -6,12 +6,13 @@ import SharedState
 import Testing
 
 /// On PostgreSQL alone a payment checks and claims its queue token inside its own call
-/// (`PostgresTicketedPayments`, migration 14's `concertd_pay_batch`): one round trip instead of
-/// the reservation read, the claim, the poll and the payment. The refusals come in the order the
-/// API answers them on every engine (`PaymentsController.payChecked`).
-@Suite("PostgreSQL alone: a payment checks its queue token in its own call",
+/// (`PostgresTicketedWrites`, migration 14's `concertd_pay_batch`): one round trip instead of
+/// the reservation read, the claim, the poll and the payment; and a hold checks its token in its
+/// own call (`concertd_hold_ticketed`) instead of a poll first. The refusals come in the order the
+/// API answers them on every engine (`PaymentsController.payChecked`, `QueueTicketMiddleware`).
+@Suite("PostgreSQL alone: holds and payments check their queue token in their own call",
        .enabled(if: TestServices.postgresURL != nil || TestServices.required))
-struct PostgresTicketedPaymentTests {
+struct PostgresTicketedWriteTests {
     static let now = Timestamp(milliseconds: 1_800_000_000_000)
     static let rules = BookingRules(maxHoldsPerUser: 8)
     static let policy = QueuePolicy(maxActive: 2, activeSeconds: 600, idleSeconds: 60)
@@ -19,7 +20,7 @@ struct PostgresTicketedPaymentTests {
     struct Sale {
         let store: PostgresConcertStore
         let room: PostgresWaitingRoom
-        let payments: PostgresTicketedPayments
+        let writes: PostgresTicketedWrites
         let trips: PostgresRoundTrips
         let concertId: Int64
         let otherConcertId: Int64
@@ -31,8 +32,20 @@ struct PostgresTicketedPaymentTests {
 
         func pay(user: Int64, reservation: Int64, token: String, owner: String, at time: Timestamp = now) async -> Result<PaymentReceipt, DomainError> {
             do {
-                return .success(try await payments.pay(userId: user, reservationId: reservation, token: token, claimOwner: owner,
+                return .success(try await writes.pay(userId: user, reservationId: reservation, token: token, claimOwner: owner,
                                                        claimUntil: time.adding(seconds: 60), now: time, idempotency: nil))
+            } catch let error as DomainError {
+                return .failure(error)
+            } catch {
+                Issue.record("not a refusal: \(error)")
+                return .failure(.reservationNotFound)
+            }
+        }
+
+        func hold(user: Int64, seat: Int, token: String, at time: Timestamp = now) async -> Result<Reservation, DomainError> {
+            do {
+                return .success(try await writes.hold(HoldRequest(userId: user, scheduleId: scheduleId, seatNumber: seat, now: time,
+                                                                  rules: rules), token: token))
             } catch let error as DomainError {
                 return .failure(error)
             } catch {
@@ -56,7 +69,7 @@ struct PostgresTicketedPaymentTests {
             _ = try await store.schedule(id: schedule.id)
             let policies = FixedQueuePolicy(Self.policy)
             try await body(Sale(store: store, room: PostgresWaitingRoom(store: store, policies: policies),
-                                payments: PostgresTicketedPayments(store: store, policies: policies), trips: trips,
+                                writes: PostgresTicketedWrites(store: store, policies: policies), trips: trips,
                                 concertId: concertId, otherConcertId: otherConcertId, scheduleId: schedule.id))
         }
     }
@@ -141,6 +154,73 @@ struct PostgresTicketedPaymentTests {
             sale.trips.reset()
             _ = try await sale.pay(user: 1, reservation: reservation, token: token, owner: "only").get()
             #expect(sale.trips.value == 1, "\(sale.trips.value) round trips for a payment")
+        }
+    }
+
+    @Test("a hold's token is checked as the queue gate checks it, each item of a batch on its own")
+    func holdsCheckTheirTokens() async throws {
+        try await withSale { sale in
+            let now = Self.now
+            let token1 = try await sale.room.join(userId: 1, concertId: sale.concertId, now: now).ticket.token
+            let token2 = try await sale.room.join(userId: 2, concertId: sale.concertId, now: now).ticket.token
+            let waiting = try await sale.room.join(userId: 3, concertId: sale.concertId, now: now).ticket.token
+            let elsewhere = try await sale.room.join(userId: 4, concertId: sale.otherConcertId, now: now).ticket.token
+            // Alone.
+            #expect(await sale.hold(user: 1, seat: 1, token: "garbage") == .failure(.queueTokenInvalid))
+            #expect(await sale.hold(user: 1, seat: 1, token: token2) == .failure(.queueTokenInvalid), "another user's token")
+            #expect(await sale.hold(user: 4, seat: 1, token: elsewhere) == .failure(.queueTokenInvalid), "a token for another concert")
+            #expect(await sale.hold(user: 3, seat: 1, token: waiting) == .failure(.queueTokenNotActive))
+            #expect(await sale.hold(user: 3, seat: 1, token: waiting, at: now.adding(seconds: 61)) == .failure(.queueTokenInvalid),
+                    "a waiter gone idle")
+            #expect(await sale.hold(user: 2, seat: 1, token: token2, at: now.adding(seconds: 601)) == .failure(.queueTokenInvalid),
+                    "an ACTIVE token past its time")
+            // Released together (one call at a time would batch them; any split gives the same
+            // answers): refusals by token leave the others' holds alone, and the seat is still
+            // decided by the database.
+            let asks: [(user: Int64, seat: Int, token: String, expected: DomainError?)] = [
+                (1, 10, token1, nil), (3, 11, waiting, .queueTokenNotActive), (2, 12, token2, nil),
+                (2, 13, token1, .queueTokenInvalid), (1, 12, token1, .seatUnavailable), (4, 14, elsewhere, .queueTokenInvalid),
+            ]
+            let gate = StartGate()
+            let answers = await withTaskGroup(of: (Int, Result<Reservation, DomainError>).self) { group in
+                for (index, ask) in asks.enumerated() {
+                    group.addTask {
+                        await gate.wait()
+                        return (index, await sale.hold(user: ask.user, seat: ask.seat, token: ask.token))
+                    }
+                }
+                await gate.open(whenArrived: asks.count)
+                var all: [Int: Result<Reservation, DomainError>] = [:]
+                for await (index, answer) in group { all[index] = answer }
+                return all
+            }
+            // Seat 12 goes to whichever of users 2 and 1 came first; every other answer is fixed.
+            let seat12 = [answers[2], answers[4]].compactMap { $0 }
+            #expect(seat12.filter { if case .success = $0 { true } else { false } }.count == 1, "\(seat12)")
+            #expect(seat12.filter { $0 == .failure(.seatUnavailable) }.count == 1, "\(seat12)")
+            for (index, ask) in asks.enumerated() where ask.seat != 12 {
+                switch (answers[index], ask.expected) {
+                case (.success(let reservation)?, nil):
+                    #expect(reservation.userId == ask.user && reservation.seatNumber == ask.seat)
+                case (.failure(let refusal)?, let expected?):
+                    #expect(refusal == expected, "ask \(index)")
+                default:
+                    Issue.record("ask \(index): \(String(describing: answers[index])) against \(String(describing: ask.expected))")
+                }
+            }
+            #expect(try await sale.store.reservations(userId: 2).map(\.seatNumber).sorted().allSatisfy { $0 == 12 })
+            #expect(try await sale.store.reservations(userId: 3).isEmpty)
+            #expect(try await sale.store.reservations(userId: 4).isEmpty)
+        }
+    }
+
+    @Test("a hold with its token's check is one round trip")
+    func aHoldIsOneRoundTrip() async throws {
+        try await withSale { sale in
+            let token = try await sale.room.join(userId: 1, concertId: sale.concertId, now: Self.now).ticket.token
+            sale.trips.reset()
+            _ = try await sale.hold(user: 1, seat: 1, token: token).get()
+            #expect(sale.trips.value == 1, "\(sale.trips.value) round trips for a hold")
         }
     }
 }

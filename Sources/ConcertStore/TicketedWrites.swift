@@ -14,3 +14,14 @@ public protocol TicketedPayments: Sendable {
     func pay(userId: Int64, reservationId: Int64, token: String, claimOwner: String, claimUntil: Timestamp,
              now: Timestamp, idempotency: IdempotentCompletion<PaymentReceipt>?) async throws -> PaymentReceipt
 }
+
+/// Holds that check the caller's queue token inside the hold's own call, for the same deployment
+/// as `TicketedPayments`: on PostgreSQL alone a hold was a poll, then the hold.
+public protocol TicketedHolds: Sendable {
+    /// `ReservationStore.hold`, after the token's check as the queue gate answers it:
+    /// `queueTokenInvalid` (unknown, another user's, run out, gone idle, or for another concert
+    /// than the schedule's), `queueTokenNotActive` (still WAITING). The schedule's own checks made
+    /// in Swift before the call (`HoldPolicy.checkReservable`) come before the token's here; the
+    /// caller asks the waiting room first when it meets one of those (see `ReservationsController`).
+    func hold(_ request: HoldRequest, token: String) async throws -> Reservation
+}

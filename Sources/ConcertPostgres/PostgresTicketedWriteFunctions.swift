@@ -22,7 +22,14 @@
 /// the payment itself commits durably as before.
 ///
 /// An item without a token (`''`) is a plain `concertd_pay`, as in `concertd_pay_many`.
-enum PostgresTicketedPaymentFunctions {
+///
+/// `concertd_hold_ticketed` does the same for a batch of holds: every item's token is read first
+/// (no lock: the same read a poll makes, answered QUEUE_TOKEN_INVALID or QUEUE_TOKEN_NOT_ACTIVE as
+/// the queue gate answers), and the items that pass go to `concertd_hold` unchanged, which decides
+/// every seat as before. A hold was a poll and then the hold on PostgreSQL alone; it is now one
+/// call. As before, the token is read, not locked: a hold that passed its check before a
+/// payment ended the token is ordered before that payment (docs/concurrency.md).
+enum PostgresTicketedWriteFunctions {
     /// The advisory locks' first key: the class of the two-key form that means "a token's claim".
     static let claimLockClass: Int32 = 0x434C_4D31 // "CLM1"
 
@@ -117,7 +124,52 @@ enum PostgresTicketedPaymentFunctions {
           END LOOP;
         END $$
         """,
+        """
+        CREATE FUNCTION concertd_hold_ticketed(p_users BIGINT[], p_schedules BIGINT[], p_concerts BIGINT[], p_seats BIGINT[],
+                                               p_prices BIGINT[], p_nows BIGINT[], p_held_untils BIGINT[], p_max_holds BIGINT[],
+                                               p_tokens TEXT[], p_idle_ms BIGINT[])
+        RETURNS TABLE (o_item BIGINT, o_outcome TEXT, o_reservation BIGINT)
+        LANGUAGE plpgsql AS $$
+        DECLARE
+          v_pass BIGINT[];
+          v_refused BIGINT[];
+          v_refusals TEXT[];
+        BEGIN
+          -- Reads only (arrays, no temporary table): a batch refused whole still writes nothing.
+          SELECT coalesce(array_agg(c.n ORDER BY c.n) FILTER (WHERE c.refusal IS NULL), '{}'),
+                 coalesce(array_agg(c.n ORDER BY c.n) FILTER (WHERE c.refusal IS NOT NULL), '{}'),
+                 coalesce(array_agg(c.refusal ORDER BY c.n) FILTER (WHERE c.refusal IS NOT NULL), '{}')
+            INTO v_pass, v_refused, v_refusals
+            FROM (SELECT i.n, CASE
+                      WHEN i.token = '' THEN NULL
+                      WHEN t.token IS NULL OR t.user_id <> i.u OR t.concert_id <> i.c
+                           OR (t.status = 'ACTIVE' AND t.active_until <= i.now)
+                           OR (t.status = 'WAITING' AND t.last_seen + i.idle <= i.now) THEN 'QUEUE_TOKEN_INVALID'
+                      WHEN t.status <> 'ACTIVE' THEN 'QUEUE_TOKEN_NOT_ACTIVE' END AS refusal
+                  FROM unnest(p_users, p_concerts, p_nows, p_tokens, p_idle_ms) WITH ORDINALITY AS i (u, c, now, token, idle, n)
+                  LEFT JOIN queue_tokens t ON t.token = i.token) AS c;
+          RETURN QUERY SELECT r.n, r.refusal, NULL::BIGINT FROM unnest(v_refused, v_refusals) AS r (n, refusal);
+          IF cardinality(v_pass) > 0 THEN
+            RETURN QUERY
+              SELECT v_pass[h.o_item::INT], h.o_outcome, h.o_reservation
+              FROM concertd_hold(
+                ARRAY(SELECT p_users[x.k::INT] FROM unnest(v_pass) WITH ORDINALITY AS x (k, m) ORDER BY x.m),
+                ARRAY(SELECT p_schedules[x.k::INT] FROM unnest(v_pass) WITH ORDINALITY AS x (k, m) ORDER BY x.m),
+                ARRAY(SELECT p_concerts[x.k::INT] FROM unnest(v_pass) WITH ORDINALITY AS x (k, m) ORDER BY x.m),
+                ARRAY(SELECT p_seats[x.k::INT] FROM unnest(v_pass) WITH ORDINALITY AS x (k, m) ORDER BY x.m),
+                ARRAY(SELECT p_prices[x.k::INT] FROM unnest(v_pass) WITH ORDINALITY AS x (k, m) ORDER BY x.m),
+                ARRAY(SELECT p_nows[x.k::INT] FROM unnest(v_pass) WITH ORDINALITY AS x (k, m) ORDER BY x.m),
+                ARRAY(SELECT p_held_untils[x.k::INT] FROM unnest(v_pass) WITH ORDINALITY AS x (k, m) ORDER BY x.m),
+                ARRAY(SELECT p_max_holds[x.k::INT] FROM unnest(v_pass) WITH ORDINALITY AS x (k, m) ORDER BY x.m)) h;
+          END IF;
+        END $$
+        """,
         // On generic plans from the first call, as the other batch functions (`PostgresGenericPlans`).
+        """
+        ALTER FUNCTION concertd_hold_ticketed(BIGINT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[], BIGINT[],
+                                              TEXT[], BIGINT[])
+          SET plan_cache_mode = force_generic_plan
+        """,
         """
         ALTER FUNCTION concertd_pay_batch(BIGINT[], BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[], BYTEA[], BOOLEAN[], TEXT[],
                                           TEXT[], TEXT[], BIGINT[], BIGINT[])

@@ -13,13 +13,13 @@ struct PaymentPathTests {
     @Test(arguments: TestBackend.all)
     func onPostgresAloneThePaymentClaimsInItsOwnCall(backend: TestBackend) async throws {
         let claims = Mutex<CountingTokenClaims?>(nil)
-        let rooms = Mutex<PollCountingWaitingRoom?>(nil)
+        let rooms = Mutex<InstrumentedWaitingRoom?>(nil)
         try await withAPI(backend, engines: { engines in
             var engines = engines
             let counting = CountingTokenClaims(engines.tokenClaims)
             claims.withLock { $0 = counting }
             engines.tokenClaims = counting
-            let room = PollCountingWaitingRoom(engines.waitingRoom)
+            let room = InstrumentedWaitingRoom(engines.waitingRoom)
             rooms.withLock { $0 = room }
             engines.waitingRoom = room
             return engines
@@ -28,11 +28,11 @@ struct PaymentPathTests {
             let room = try #require(rooms.withLock { $0 })
             let concert = try await api.openConcert(price: 3000)
             let token = try await api.activeToken(concert.concertId, user: 5)
-            let pollsBefore = room.polls
+            let pollsBefore = room.pollCalls
             let first = try await api.hold(concert.scheduleId, seat: 4, user: 5, token: token)
             let second = try await api.hold(concert.scheduleId, seat: 5, user: 5, token: token)
             #expect(first.status == 201 && second.status == 201)
-            #expect(room.polls - pollsBefore == (backend == .postgres ? 0 : 2), "polls for two holds on \(backend)")
+            #expect(room.pollCalls - pollsBefore == (backend == .postgres ? 0 : 2), "polls for two holds on \(backend)")
             // A hold the handler refuses by itself still answers for the token first.
             let outOfRange = try await api.hold(concert.scheduleId, seat: 51, user: 5, token: "garbage")
             #expect(outOfRange.status == 401 && outOfRange.code == "QUEUE_TOKEN_INVALID", "\(outOfRange)")
@@ -65,41 +65,4 @@ final class CountingTokenClaims: TokenClaims {
     }
 
     func release(token: String, owner: String) async throws { try await claimsMade.release(token: token, owner: owner) }
-}
-
-/// The engines' waiting room, counting its polls.
-final class PollCountingWaitingRoom: WaitingRoom {
-    private let room: any WaitingRoom
-    private let count = Mutex(0)
-
-    init(_ room: any WaitingRoom) { self.room = room }
-
-    var polls: Int { count.withLock { $0 } }
-
-    func poll(token: String, now: Timestamp) async throws -> QueueTicket? {
-        count.withLock { $0 += 1 }
-        return try await room.poll(token: token, now: now)
-    }
-
-    func end(token: String, now: Timestamp) async throws -> Bool { try await room.end(token: token, now: now) }
-    func join(userId: Int64, concertId: Int64, now: Timestamp) async throws -> (ticket: QueueTicket, created: Bool) {
-        try await room.join(userId: userId, concertId: concertId, now: now)
-    }
-    func sweep(now: Timestamp) async throws { try await room.sweep(now: now) }
-    func counts(concertId: Int64, now: Timestamp) async throws -> (waiting: Int, active: Int) {
-        try await room.counts(concertId: concertId, now: now)
-    }
-    func admittedLastMinute(concertId: Int64, now: Timestamp) async throws -> Int {
-        try await room.admittedLastMinute(concertId: concertId, now: now)
-    }
-    func lineCounts(concertId: Int64, now: Timestamp) async throws -> LineCounts {
-        try await room.lineCounts(concertId: concertId, now: now)
-    }
-    func admissions(concertId: Int64, after: Timestamp, now: Timestamp) async throws -> Int {
-        try await room.admissions(concertId: concertId, after: after, now: now)
-    }
-    func draw(concertId: Int64, now: Timestamp, order: @Sendable ([String]) -> [String]) async throws -> Int {
-        try await room.draw(concertId: concertId, now: now, order: order)
-    }
-    func ping() async throws { try await room.ping() }
 }

@@ -31,21 +31,23 @@ struct PostgresTicketedWriteTests {
         }
 
         func pay(user: Int64, reservation: Int64, token: String, owner: String, at time: Timestamp = now) async -> Result<PaymentReceipt, DomainError> {
-            do {
-                return .success(try await writes.pay(userId: user, reservationId: reservation, token: token, claimOwner: owner,
-                                                       claimUntil: time.adding(seconds: 60), now: time, idempotency: nil))
-            } catch let error as DomainError {
-                return .failure(error)
-            } catch {
-                Issue.record("not a refusal: \(error)")
-                return .failure(.reservationNotFound)
+            await refusal {
+                try await writes.pay(userId: user, reservationId: reservation, token: token, claimOwner: owner,
+                                     claimUntil: time.adding(seconds: 60), now: time, idempotency: nil)
             }
         }
 
         func hold(user: Int64, seat: Int, token: String, at time: Timestamp = now) async -> Result<Reservation, DomainError> {
+            await refusal {
+                try await writes.hold(HoldRequest(userId: user, scheduleId: scheduleId, seatNumber: seat, now: time, rules: rules),
+                                      token: token)
+            }
+        }
+
+        /// The answer, or the refusal; anything but a refusal fails the test.
+        private func refusal<Value>(_ body: () async throws -> Value) async -> Result<Value, DomainError> {
             do {
-                return .success(try await writes.hold(HoldRequest(userId: user, scheduleId: scheduleId, seatNumber: seat, now: time,
-                                                                  rules: rules), token: token))
+                return .success(try await body())
             } catch let error as DomainError {
                 return .failure(error)
             } catch {

@@ -20,8 +20,10 @@ struct ReservationsController {
     }
 
     func addRoutes(to routes: inout Routes) {
-        if ticketedHolds != nil {
-            routes.add(.post, "/v1/reservations", holdCheckingToken)
+        if let ticketedHolds {
+            routes.add(.post, "/v1/reservations") { request, context in
+                try await holdCheckingToken(request, context: context, holds: ticketedHolds)
+            }
         } else {
             routes.add(.post, "/v1/reservations", hold)
         }
@@ -53,8 +55,7 @@ struct ReservationsController {
     /// handler refuses by itself (a bad body, an unknown schedule, a seat out of range, a concert
     /// not reservable), it first asks the waiting room, as the middleware would have before
     /// anything else: those answers are rare, and a hold that reaches the database pays no poll.
-    func holdCheckingToken(_ request: Request, context: AuthenticatedRequestContext) async throws -> Response {
-        guard let ticketedHolds else { throw DomainError.queueTokenMissing }
+    func holdCheckingToken(_ request: Request, context: AuthenticatedRequestContext, holds: any TicketedHolds) async throws -> Response {
         let caller = context.identity
         let token = try QueueGate.token(in: request)
         let body: HoldRequestBody
@@ -74,8 +75,8 @@ struct ReservationsController {
         let now = clock.now()
         let reservation: Reservation
         do {
-            reservation = try await ticketedHolds.hold(HoldRequest(userId: caller.userId, scheduleId: body.scheduleId,
-                                                                   seatNumber: body.seatNumber, now: now, rules: rules), token: token)
+            reservation = try await holds.hold(HoldRequest(userId: caller.userId, scheduleId: body.scheduleId,
+                                                         seatNumber: body.seatNumber, now: now, rules: rules), token: token)
             BusinessMetrics.hold("ok")
         } catch let error as DomainError {
             switch error {

@@ -156,6 +156,9 @@ enum PostgresMigrations {
         // 14: a payment checks and claims its queue token in its own call on PostgreSQL alone
         // (`PostgresTicketedWriteFunctions`).
         Migration(version: 14, name: "ticketed_payments", statements: PostgresTicketedWriteFunctions.statements),
+        // 15: poll batches lock their tokens in token order and never wait for a line's lock
+        // while holding them (`PostgresPollLockOrder`).
+        Migration(version: 15, name: "poll_lock_order", statements: PostgresPollLockOrder.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

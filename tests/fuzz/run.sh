@@ -7,7 +7,7 @@
 # database, dropped afterwards). After each run `concertd verify` checks the data's invariants.
 #
 # Bounded: FUZZ_MAX_EXAMPLES (default 50) cases per operation and phase, each schemathesis run cut
-# off (and failed) after FUZZ_TIMEOUT seconds (default 240): about 40 s in all on an idle 2-core
+# off (and failed) after FUZZ_TIMEOUT seconds (default 240): about 40 s a run on an idle 2-core
 # machine. The cut-off catches a hang, not slowness: a run on a machine busy with a release build
 # once took past 80 s, the old default, in its fuzzing phase with every case passing. The seed is
 # fixed by default, so that the test command gives the same answer every time; FUZZ_SEED=random

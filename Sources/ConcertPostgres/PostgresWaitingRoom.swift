@@ -308,10 +308,13 @@ extension PostgresConcertStore {
         return try await sharedState(what) { try await $0.rows(statement, logger: logger) }
     }
 
+    /// Each call is one statement, a transaction of its own, so one that PostgreSQL aborted (a
+    /// deadlock's victim, a serialization failure) wrote nothing and is tried again, as the
+    /// store's writes are (`autocommit`).
     private func sharedState<R: Sendable>(_ what: String,
                                           _ body: @escaping @Sendable (PostgresConnection) async throws -> R) async throws -> R {
         do {
-            return try await withConnection(body)
+            return try await autocommit(body)
         } catch let error as StoreUnavailable {
             throw SharedStateUnavailable("PostgreSQL \(what): \(error.description)")
         }

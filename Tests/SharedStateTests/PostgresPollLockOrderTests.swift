@@ -17,8 +17,8 @@ struct PostgresPollLockOrderTests {
     func oppositeOrdersNeverDeadlock() async throws {
         let (store, close) = try await PostgresTestStore.start(adminURL: try #require(TestServices.postgresURL))
         do {
-            let first = try await connect(to: store.url, id: 21)
-            let second = try await connect(to: store.url, id: 22)
+            let first = try await PostgresTestStore.connect(to: store.url, id: 21)
+            let second = try await PostgresTestStore.connect(to: store.url, id: 22)
             defer { Task { try? await first.close(); try? await second.close() } }
             // User 1 is ACTIVE (one slot); users 2...65 wait.
             try await run(first, """
@@ -63,7 +63,7 @@ struct PostgresPollLockOrderTests {
     func anIdleTokenDoesNotWaitForTheLineLock() async throws {
         let (store, close) = try await PostgresTestStore.start(adminURL: try #require(TestServices.postgresURL))
         do {
-            let connection = try await connect(to: store.url, id: 23)
+            let connection = try await PostgresTestStore.connect(to: store.url, id: 23)
             defer { Task { try? await connection.close() } }
             // User 1 ACTIVE (one slot, so the poll has nothing to advance), user 2 waiting and
             // polling, user 3 waiting but silent for two minutes (idle after one).
@@ -123,12 +123,5 @@ struct PostgresPollLockOrderTests {
 
     private func run(_ connection: PostgresConnection, _ sql: String) async throws {
         _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.quietLogger).collect()
-    }
-
-    private func connect(to url: PostgresURL, id: Int) async throws -> PostgresConnection {
-        let configuration = PostgresConnection.Configuration(
-            host: url.host, port: url.port, username: url.username, password: url.password,
-            database: url.database, tls: .disable)
-        return try await PostgresConnection.connect(configuration: configuration, id: id, logger: TestServices.quietLogger)
     }
 }

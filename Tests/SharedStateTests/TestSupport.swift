@@ -2,6 +2,7 @@ import ConcertTestSupport
 import ConcertDomain
 import ConcertPostgres
 import ConcertRedis
+import PostgresNIO
 import SharedState
 import Testing
 
@@ -85,6 +86,14 @@ struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
 /// A migrated PostgreSQL store on a database of its own, its pool running until `close`, which
 /// also drops the database.
 enum PostgresTestStore {
+    /// A plain connection of its own to the store's database, for a session the test drives.
+    static func connect(to url: PostgresURL, id: Int) async throws -> PostgresConnection {
+        let configuration = PostgresConnection.Configuration(
+            host: url.host, port: url.port, username: url.username, password: url.password,
+            database: url.database, tls: .disable)
+        return try await PostgresConnection.connect(configuration: configuration, id: id, logger: TestServices.quietLogger)
+    }
+
     static func start(adminURL: String, maximumConnections: Int = 20)
         async throws -> (store: PostgresConcertStore, close: @Sendable () async -> Void) {
         let database = try await TestDatabase.create(adminURL: adminURL)

@@ -22,14 +22,14 @@ struct PostgresLineCostTests {
         do {
             try await withConnection(to: store.url) { connection in
                 // Statistics of an earlier, small line of concert 7; autovacuum kept away.
-                try await run(connection, """
+                try await connection.run("""
                     SELECT count(*) FROM (SELECT concertd_queue_join(u, 7, '7.' || md5(u::text), \(now), 1000, 600000, 3600000, 0)
                                           FROM generate_series(1, 50) u) joined
                     """)
-                try await run(connection, "ANALYZE queue_tokens")
-                try await run(connection, "ALTER TABLE queue_tokens SET (autovacuum_enabled = false)")
+                try await connection.run("ANALYZE queue_tokens")
+                try await connection.run("ALTER TABLE queue_tokens SET (autovacuum_enabled = false)")
                 // The on-sale: one ACTIVE slot, everyone else waits.
-                try await run(connection, """
+                try await connection.run("""
                     SELECT count(*) FROM (SELECT concertd_queue_join(u, 1, '1.' || md5(u::text), \(now), 1, 600000, 3600000, 0)
                                           FROM generate_series(1, \(waiters)) u) joined
                     """)
@@ -66,11 +66,11 @@ struct PostgresLineCostTests {
                    + (SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(indexrelid)), 0)::bigint
                       FROM pg_index WHERE indrelid = 'queue_tokens'::regclass)
             """
-        try await run(connection, "BEGIN")
+        try await connection.run("BEGIN")
         let before = try await scalar(connection, reads)
         let value = try await scalar(connection, sql)
         let after = try await scalar(connection, reads)
-        try await run(connection, "ROLLBACK")
+        try await connection.run("ROLLBACK")
         return (value, after - before)
     }
 
@@ -80,20 +80,13 @@ struct PostgresLineCostTests {
         return try #require(rows.first).decode(String.self)
     }
 
-    private func run(_ connection: PostgresConnection, _ sql: String) async throws {
-        _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.quietLogger).collect()
-    }
-
     private func scalar(_ connection: PostgresConnection, _ sql: String) async throws -> Int64 {
         let rows = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.quietLogger).collect()
         return try #require(rows.first).decode(Int64.self)
     }
 
     private func withConnection(to url: PostgresURL, _ body: (PostgresConnection) async throws -> Void) async throws {
-        let configuration = PostgresConnection.Configuration(
-            host: url.host, port: url.port, username: url.username, password: url.password,
-            database: url.database, tls: .disable)
-        let connection = try await PostgresConnection.connect(configuration: configuration, id: 9, logger: TestServices.quietLogger)
+        let connection = try await PostgresTestStore.connect(to: url, id: 9)
         do {
             try await body(connection)
         } catch {

@@ -21,7 +21,7 @@ struct PostgresPollLockOrderTests {
             let second = try await PostgresTestStore.connect(to: store.url, id: 22)
             defer { Task { try? await first.close(); try? await second.close() } }
             // User 1 is ACTIVE (one slot); users 2...65 wait.
-            try await run(first, """
+            try await first.run("""
                 SELECT count(*) FROM (SELECT concertd_queue_join(u, 1, '1.' || md5(u::text), \(now), 1, 600000, 3600000, 0)
                                       FROM generate_series(1, 65) u) joined
                 """)
@@ -68,7 +68,7 @@ struct PostgresPollLockOrderTests {
             // User 1 ACTIVE (one slot, so the poll has nothing to advance), user 2 waiting and
             // polling, user 3 waiting but silent for two minutes (idle after one).
             for (user, joined) in [(1, now), (2, now), (3, now - 120_000)] {
-                try await run(connection, "SELECT count(*) FROM concertd_queue_join(\(user), 1, '1.' || md5('\(user)'), \(joined), 1, 600000, 60000, 0)")
+                try await connection.run("SELECT count(*) FROM concertd_queue_join(\(user), 1, '1.' || md5('\(user)'), \(joined), 1, 600000, 60000, 0)")
             }
             // A line change in another transaction holds the line's lock, as a join or an end
             // that admits the next waiter does: it would then update user 2's row, which the
@@ -79,7 +79,7 @@ struct PostgresPollLockOrderTests {
             do {
                 // Before migration 15 the batch waited here for the line's lock (to drop user 3):
                 // the lock timeout turned that wait into an error.
-                try await run(connection, "SET lock_timeout = '10s'")
+                try await connection.run("SET lock_timeout = '10s'")
                 answers = try await connection.query(PostgresQuery(unsafeSQL: """
                     SELECT o_index, o_status, o_position FROM concertd_queue_poll_many(
                       ARRAY['1.' || md5('2'), '1.' || md5('3')], ARRAY[1, 1]::BIGINT[], ARRAY[\(now + 1000), \(now + 1000)]::BIGINT[],
@@ -119,9 +119,5 @@ struct PostgresPollLockOrderTests {
               array_fill(3600000::BIGINT, ARRAY[\(count)]), array_fill(0::BIGINT, ARRAY[\(count)]))
             """), logger: TestServices.quietLogger).collect()
         return try #require(rows.first).decode(Int64.self)
-    }
-
-    private func run(_ connection: PostgresConnection, _ sql: String) async throws {
-        _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.quietLogger).collect()
     }
 }

@@ -24,7 +24,7 @@ struct PostgresSharedStateRetryTests {
             let other = try await PostgresTestStore.connect(to: store.url, id: 31)
             defer { Task { try? await other.close() } }
             for sql in ["SET deadlock_timeout = '20s'", "BEGIN", "SELECT 1 FROM queue_tokens WHERE user_id = 2 FOR UPDATE"] {
-                _ = try await other.query(PostgresQuery(unsafeSQL: sql), logger: TestServices.quietLogger).collect()
+                try await other.run(sql)
             }
             // The join again: it takes the line's lock, then waits for the token's row.
             let join = Task { try await room.join(userId: 2, concertId: 1, now: now.adding(seconds: 1)) }
@@ -37,8 +37,8 @@ struct PostgresSharedStateRetryTests {
             #expect(waits == 1, "the join waits for the token's row")
             // The other session now wants the line's lock: a deadlock, and after deadlock_timeout
             // (1 s) PostgreSQL aborts the join, which lets this statement through.
-            _ = try await other.query("SELECT 1 FROM queue_lines WHERE concert_id = 1 FOR UPDATE", logger: TestServices.quietLogger).collect()
-            _ = try await other.query("ROLLBACK", logger: TestServices.quietLogger).collect()
+            try await other.run("SELECT 1 FROM queue_lines WHERE concert_id = 1 FOR UPDATE")
+            try await other.run("ROLLBACK")
 
             let (ticket, created) = try await join.value
             #expect(ticket.token == waiting.token)

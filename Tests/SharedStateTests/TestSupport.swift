@@ -85,6 +85,13 @@ struct Implementation<Store: Sendable>: Sendable, CustomTestStringConvertible {
 
 /// A migrated PostgreSQL store on a database of its own, its pool running until `close`, which
 /// also drops the database.
+extension PostgresConnection {
+    /// Runs `sql` (a test's own text), its rows discarded.
+    func run(_ sql: String) async throws {
+        _ = try await query(PostgresQuery(unsafeSQL: sql), logger: TestServices.quietLogger).collect()
+    }
+}
+
 enum PostgresTestStore {
     /// A plain connection of its own to the store's database, for a session the test drives.
     static func connect(to url: PostgresURL, id: Int) async throws -> PostgresConnection {

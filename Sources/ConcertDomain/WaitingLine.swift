@@ -32,6 +32,14 @@ public struct QueuePolicy: Sendable, Equatable {
     /// The window of `admitPerMinute`, in milliseconds.
     public static let rateWindowMilliseconds: Int64 = 60_000
 
+    /// How far ahead of itself a poll moves a WAITING token's "last seen": a twelfth of the idle
+    /// time, at most 5 seconds. A poll that finds its token seen at or after its own moment keeps
+    /// it as it is, so a client polling every few seconds moves it once per interval, not on every
+    /// poll: on PostgreSQL that poll is then a read, not a row update (most polls at an on-sale).
+    /// A waiter keeps its place for at least the idle time after its last poll, and loses it at
+    /// most this much later.
+    public var pollRefreshMilliseconds: Int64 { min(idleMilliseconds / 12, 5000) }
+
     /// How many more may be admitted now, with `active` ACTIVE and `admittedInWindow` admitted
     /// in the last 60 seconds.
     public func admissionRoom(active: Int, admittedInWindow: Int) -> Int {
@@ -209,7 +217,9 @@ public struct WaitingLine: Sendable {
                 remove(waiterAt: index)
                 return nil
             }
-            waiters[index].lastSeen = now
+            if waiters[index].lastSeen < now {
+                waiters[index].lastSeen = now.adding(milliseconds: policy.pollRefreshMilliseconds)
+            }
         }
         return ticket(for: token, now: now)
     }

@@ -159,6 +159,9 @@ enum PostgresMigrations {
         // 15: poll batches lock their tokens in token order and never wait for a line's lock
         // while holding them (`PostgresPollLockOrder`).
         Migration(version: 15, name: "poll_lock_order", statements: PostgresPollLockOrder.statements),
+        // 16: a poll moves its token's last-seen time ahead by the refresh and only reads while it
+        // lasts (`PostgresPollRefresh`).
+        Migration(version: 16, name: "poll_refresh", statements: PostgresPollRefresh.statements),
     ]
 
     /// Applies every migration not yet recorded, in order, in one transaction. The advisory lock

@@ -286,14 +286,18 @@ public final class RedisWaitingRoom: WaitingRoom {
       return false
     end
 
-    -- WaitingLine.poll after advance: a waiter that went idle loses its place, else is seen now.
+    -- WaitingLine.poll after advance: a waiter that went idle loses its place; one not seen since
+    -- before now is seen until now + the refresh (QueuePolicy.pollRefreshMilliseconds).
     local function touch(token)
       if redis.call('ZSCORE', waitingKey, token) then
         if isIdle(token) then
           dropWaiter(token)
           return false
         end
-        redis.call('ZADD', seenKey, nowText, token)
+        local lastSeen = tonumber(redis.call('ZSCORE', seenKey, token))
+        if lastSeen < now then
+          redis.call('ZADD', seenKey, number(now + math.min(math.floor(idleMs / 12), 5000)), token)
+        end
       end
       return true
     end

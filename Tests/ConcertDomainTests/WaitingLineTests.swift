@@ -80,6 +80,17 @@ struct WaitingLineTests {
         #expect(r11?.position == 0)
     }
 
+    @Test func aPollWithinTheRefreshLeavesLastSeenAhead() {
+        var line = line(maxActive: 1, active: 1000, idle: 30)  // refresh 2.5 s
+        _ = line.join(userId: 1, newToken: "a", now: t0)
+        _ = line.join(userId: 2, newToken: "b", now: t0)
+        _ = line.poll(token: "b", now: t0.adding(seconds: 10))
+        _ = line.poll(token: "b", now: t0.adding(seconds: 11))
+        // Seen until 12.5 s by the first poll, which the second left as it was.
+        #expect(line.peek(token: "b", now: t0.adding(milliseconds: 42_499))?.position == 0)
+        #expect(line.peek(token: "b", now: t0.adding(milliseconds: 42_500)) == nil)
+    }
+
     @Test func sweepDropsIdleWaitersAnywhereAndAdmits() {
         var line = line(maxActive: 1, active: 40, idle: 30)
         _ = line.join(userId: 1, newToken: "a", now: t0)

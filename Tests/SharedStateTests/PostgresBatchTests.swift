@@ -44,6 +44,52 @@ struct PostgresBatchTests {
         try? await database.drop()
     }
 
+    @Test("a poll within its token's refresh reads the row and writes nothing, in a batch or alone")
+    func pollsWithinTheRefreshOnlyRead() async throws {
+        let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
+        let database = try await TestDatabase.create(adminURL: adminURL)
+        let store = try PostgresConcertStore(url: database.url, logger: TestServices.quietLogger)
+        let run = Task { await store.run() }
+        defer { run.cancel() }
+        do {
+            try await store.migrate()
+            // Idle 60 s, so a refresh of 5 s; one slot, taken by the first to join.
+            let policy = QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 60)
+            let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, pollConcurrency: 1)
+            var waiting: [String] = []
+            _ = try await room.join(userId: 1, concertId: 9, now: t0)
+            for user in Int64(2)...21 { waiting.append(try await room.join(userId: user, concertId: 9, now: t0).ticket.token) }
+            let place = Dictionary(uniqueKeysWithValues: waiting.enumerated().map { ($1, $0) })
+            // Every update of a row gives it a new xmin.
+            let versions = "SELECT sum(xmin::text::bigint)::bigint FROM queue_tokens WHERE status = 'WAITING'"
+            let seenUntil6s = "SELECT count(*) FROM queue_tokens WHERE status = 'WAITING' AND last_seen = \(t0.adding(milliseconds: 6000).milliseconds)"
+
+            // First polls, together (one alone, then the rest in a batch): each row is seen until 6 s.
+            for (token, ticket) in try await together(waiting, { try await room.poll(token: $0, now: t0.adding(milliseconds: 1000)) }) {
+                #expect(ticket?.position == place[token], "\(token)")
+            }
+            #expect(try await database.scalar(seenUntil6s) == 20)
+            let written = try await database.scalar(versions)
+
+            // Within the refresh: the same answers, batched and alone, and no row written.
+            for (token, ticket) in try await together(waiting, { try await room.poll(token: $0, now: t0.adding(milliseconds: 2000)) }) {
+                #expect(ticket?.position == place[token], "\(token)")
+            }
+            #expect(try await room.poll(token: waiting[5], now: t0.adding(milliseconds: 3000))?.position == 5)
+            #expect(try await database.scalar(versions) == written)
+            #expect(try await database.scalar(seenUntil6s) == 20)
+
+            // Past it, a poll moves its row again.
+            #expect(try await room.poll(token: waiting[0], now: t0.adding(milliseconds: 6001))?.position == 0)
+            #expect(try await database.scalar(versions) != written)
+            #expect(try await database.scalar(seenUntil6s) == 19)
+        } catch {
+            try? await database.drop()
+            throw error
+        }
+        try? await database.drop()
+    }
+
     /// Runs `call` for every item at once (released together) and returns the answers by item.
     private func together<T: Sendable>(_ items: [String], _ call: @escaping @Sendable (String) async throws -> T) async throws -> [(String, T)] {
         let gate = StartGate()

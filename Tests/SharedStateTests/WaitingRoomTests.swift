@@ -156,6 +156,28 @@ struct WaitingRoomTests {
     }
 
     @Test(arguments: waitingRoomImplementations)
+    func aPollKeepsThePlaceForTheIdleTimeAndAtMostTheRefreshLonger(_ implementation: Implementation<WaitingRoomMaker>) async throws {
+        try await implementation.with { make async throws in
+            // Idle 60 s: a poll moves "last seen" to its moment plus 5 s, unless it is already later.
+            let policy = QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 60)
+            #expect(policy.pollRefreshMilliseconds == 5000)
+            let room = make(policy)
+            _ = try await room.join(userId: 1, concertId: 1, now: t0)
+            let twice = try await room.join(userId: 2, concertId: 1, now: t0).ticket
+            let once = try await room.join(userId: 3, concertId: 1, now: t0).ticket
+            #expect(try await room.poll(token: twice.token, now: t0.plus(1000))?.position == 0)
+            #expect(try await room.poll(token: once.token, now: t0.plus(1000))?.position == 1)
+            // Seen until t0 + 6 s already: this poll changes nothing...
+            #expect(try await room.poll(token: twice.token, now: t0.plus(2000))?.position == 0)
+            // ...so both keep their places until 60 s after t0 + 6 s, no longer.
+            #expect(try await room.poll(token: twice.token, now: t0.plus(65_999))?.position == 0)
+            #expect(try await room.poll(token: once.token, now: t0.plus(66_000)) == nil)
+            // A short idle time has a short refresh: a twelfth of it.
+            #expect(QueuePolicy(idleSeconds: 2).pollRefreshMilliseconds == 166)
+        }
+    }
+
+    @Test(arguments: waitingRoomImplementations)
     func anIdleWaiterAtTheHeadIsSkippedWhenASlotFrees(_ implementation: Implementation<WaitingRoomMaker>) async throws {
         try await implementation.with { make async throws in
             let room = make(QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 5))

@@ -35,11 +35,15 @@ public final class PostgresWaitingRoom: WaitingRoom {
     /// most `pollConcurrency` poll calls run at once, each with up to `pollBatchSize` polls; ends
     /// likewise with `endConcurrency`.
     ///
-    /// Two poll calls at once, not four: fewer, fuller calls cost the database less per poll
-    /// (about 85 against 105 µs of PostgreSQL CPU at 10,000 waiters, A/B runs alternated on one
-    /// database), and a second call in flight keeps a slow one from holding every poll up.
+    /// One poll call at a time: fewer, fuller calls cost the database less per poll. Four calls
+    /// at once cost about 105 µs of PostgreSQL CPU per poll at 10,000 waiters, two about 85; with
+    /// migration 16's cheaper batch, two cost 63–65 µs and one 48–50 µs, and one gave 52–55 % of
+    /// `/healthz` over HTTP against 48–50 % with two, p99 14–16 ms against 15–17 (A/B runs
+    /// alternated on one durable database). A slow call holds the polls behind it up, but a poll
+    /// batch waits for no line's lock (`PostgresPollLockOrder`) and every call is bounded by the
+    /// store's operation limit.
     public init(store: PostgresConcertStore, policies: any QueuePolicySource, pollBatchSize: Int = 64,
-                pollConcurrency: Int = 2, endConcurrency: Int = 4) {
+                pollConcurrency: Int = 1, endConcurrency: Int = 4) {
         self.store = store
         self.policies = policies
         self.pollBatcher = WriteBatcher(maxBatch: pollBatchSize, concurrency: pollConcurrency,

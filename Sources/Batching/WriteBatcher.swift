@@ -87,7 +87,8 @@ public final class WriteBatcher<Item: Sendable, Outcome: Sendable>: Sendable {
 
     private func execute(_ batch: [Waiter], run: Run) async {
         do {
-            let outcomes = try await run(batch.map(\.item))
+            // A closure, not the key path `\.item`: a key path of a generic type is built at run time.
+            let outcomes = try await run(batch.map { $0.item })
             guard outcomes.count == batch.count else {
                 throw BatchMismatch(expected: batch.count, got: outcomes.count)
             }

@@ -287,11 +287,15 @@ extension LineCallItem {
     /// The batch functions' arguments: token, concert, now, cap, active and idle milliseconds,
     /// rate, each an array over the items.
     static func arrays(_ items: [LineCallItem]) -> PostgresBindings {
+        // Column by column with closures: a loop over key paths read each through the run time.
         var bindings = PostgresBindings(capacity: 7)
-        bindings.append(items.map(\.token))
-        for column in [\LineCallItem.concertId, \.now, \.maxActive, \.activeMilliseconds, \.idleMilliseconds, \.admitPerMinute] {
-            bindings.append(items.map { $0[keyPath: column] })
-        }
+        bindings.append(items.map { $0.token })
+        bindings.append(items.map { $0.concertId })
+        bindings.append(items.map { $0.now })
+        bindings.append(items.map { $0.maxActive })
+        bindings.append(items.map { $0.activeMilliseconds })
+        bindings.append(items.map { $0.idleMilliseconds })
+        bindings.append(items.map { $0.admitPerMinute })
         return bindings
     }
 }

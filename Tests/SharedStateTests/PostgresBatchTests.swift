@@ -14,13 +14,7 @@ private let t0 = Timestamp(milliseconds: 1_750_000_000_000)
 struct PostgresBatchTests {
     @Test("the batch functions run on generic plans and keep their own synchronous_commit off")
     func batchFunctionsRunOnGenericPlans() async throws {
-        let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
-        let database = try await TestDatabase.create(adminURL: adminURL)
-        let store = try PostgresConcertStore(url: database.url, logger: TestServices.quietLogger)
-        let run = Task { await store.run() }
-        defer { run.cancel() }
-        do {
-            try await store.migrate()
+        try await withMigratedStore { database, _ in
             let forced = try await database.scalar("""
                 SELECT count(*) FROM pg_proc
                 WHERE proname IN ('concertd_queue_poll_many', 'concertd_queue_end_many', 'concertd_hold')
@@ -37,6 +31,19 @@ struct PostgresBatchTests {
                             AND current_setting('plan_cache_mode') = 'auto' THEN 1 ELSE 0 END FROM polled
                 """)
             #expect(settingsAfter == 1)
+        }
+    }
+
+    /// Runs `body` on a store of a fresh, migrated database, dropped afterwards.
+    private func withMigratedStore(_ body: (TestDatabase, PostgresConcertStore) async throws -> Void) async throws {
+        let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
+        let database = try await TestDatabase.create(adminURL: adminURL)
+        let store = try PostgresConcertStore(url: database.url, logger: TestServices.quietLogger)
+        let run = Task { await store.run() }
+        defer { run.cancel() }
+        do {
+            try await store.migrate()
+            try await body(database, store)
         } catch {
             try? await database.drop()
             throw error
@@ -46,13 +53,7 @@ struct PostgresBatchTests {
 
     @Test("a poll within its token's refresh reads the row and writes nothing, in a batch or alone")
     func pollsWithinTheRefreshOnlyRead() async throws {
-        let adminURL = try #require(TestServices.postgresURL, "CONCERT_TEST_POSTGRES_URL is not set")
-        let database = try await TestDatabase.create(adminURL: adminURL)
-        let store = try PostgresConcertStore(url: database.url, logger: TestServices.quietLogger)
-        let run = Task { await store.run() }
-        defer { run.cancel() }
-        do {
-            try await store.migrate()
+        try await withMigratedStore { database, store in
             // Idle 60 s, so a refresh of 5 s; one slot, taken by the first to join.
             let policy = QueuePolicy(maxActive: 1, activeSeconds: 600, idleSeconds: 60)
             let room = PostgresWaitingRoom(store: store, policies: FixedQueuePolicy(policy), pollBatchSize: 64, pollConcurrency: 1)
@@ -83,11 +84,7 @@ struct PostgresBatchTests {
             #expect(try await room.poll(token: waiting[0], now: t0.adding(milliseconds: 6001))?.position == 0)
             #expect(try await database.scalar(versions) != written)
             #expect(try await database.scalar(seenUntil6s) == 19)
-        } catch {
-            try? await database.drop()
-            throw error
         }
-        try? await database.drop()
     }
 
     /// Runs `call` for every item at once (released together) and returns the answers by item.

@@ -35,7 +35,6 @@ enum PostgresPollRefresh {
           v_user BIGINT;
           v_until BIGINT;
           v_concert BIGINT;
-          v_position BIGINT;
         BEGIN
           -- As durable as Redis with appendfsync everysec (see migration 3): no WAL flush waited
           -- for; and index plans only, whatever the table looked like when a plan was made.
@@ -51,35 +50,21 @@ enum PostgresPollRefresh {
             PERFORM concertd_queue_advance(p_concert, p_now, p_max, p_active_ms, p_idle_ms, p_rate);
           END IF;
           -- A token seen at or after this moment is only read (WaitingLine.poll); otherwise it is
-          -- seen until now + the refresh. The position as in concertd_queue_position.
-          SELECT t.user_id, t.concert_id,
-                 coalesce((SELECT sum(b.waiting) FROM queue_buckets b
-                           WHERE b.concert_id = p_concert AND b.bucket < t.sequence / 512), 0)::BIGINT
-                 + coalesce((SELECT sum(CASE WHEN k.block < t.sequence / 32 THEN k.waiting
-                                             ELSE bit_count((k.mask & ((1::BIGINT << (t.sequence % 32)::INT) - 1))::BIT(64)) END)
-                             FROM queue_blocks k
-                             WHERE k.concert_id = p_concert AND k.block >= (t.sequence / 512) * 16
-                               AND k.block <= t.sequence / 32), 0)::BIGINT
-            INTO v_user, v_concert, v_position
+          -- seen until now + the refresh. The position is one call of concertd_queue_position: a
+          -- single poll runs for a poll that came alone (a quiet service) or for a batch's leftover
+          -- items, so under load it is rare, and its arithmetic keeps one home.
+          SELECT t.user_id, t.concert_id, t.sequence INTO v_user, v_concert, v_sequence
             FROM queue_tokens t WHERE t.token = p_token AND t.active_until IS NULL AND t.last_seen >= p_now;
           IF NOT FOUND THEN
             UPDATE queue_tokens t SET last_seen = greatest(t.last_seen, p_now + least(p_idle_ms / 12, 5000))
               WHERE t.token = p_token AND t.active_until IS NULL AND t.last_seen + p_idle_ms > p_now
-              RETURNING t.user_id, t.concert_id,
-                coalesce((SELECT sum(b.waiting) FROM queue_buckets b
-                          WHERE b.concert_id = p_concert AND b.bucket < t.sequence / 512), 0)::BIGINT
-                + coalesce((SELECT sum(CASE WHEN k.block < t.sequence / 32 THEN k.waiting
-                                            ELSE bit_count((k.mask & ((1::BIGINT << (t.sequence % 32)::INT) - 1))::BIT(64)) END)
-                            FROM queue_blocks k
-                            WHERE k.concert_id = p_concert AND k.block >= (t.sequence / 512) * 16
-                              AND k.block <= t.sequence / 32), 0)::BIGINT
-              INTO v_user, v_concert, v_position;
+              RETURNING t.user_id, t.concert_id, t.sequence INTO v_user, v_concert, v_sequence;
           END IF;
           IF FOUND THEN
             IF v_concert <> p_concert THEN RETURN; END IF;
             o_status := 'WAITING';
             o_user_id := v_user;
-            o_position := v_position;
+            o_position := concertd_queue_position(p_concert, v_sequence);
             o_active_until := NULL;
             RETURN NEXT;
             RETURN;
